@@ -1,0 +1,49 @@
+# Two commands do all set-up on a fresh machine:
+#   make run    the provider on the embedded default (SQLite, in-memory store, console delivery)
+#   make test   the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PORT   ?= 5000
+HOST   ?= 127.0.0.1
+STAMP  := $(VENV)/.installed
+
+export IDP_ISSUER ?= http://$(HOST):$(PORT)
+export IDP_SERVER_PORT ?= $(PORT)
+export IDP_SERVER_HOST ?= $(HOST)
+
+.PHONY: run test lint format venv clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/idp db upgrade
+	$(BIN)/idp keys ensure
+	$(BIN)/idp demo
+	@echo
+	@echo "  provider   $(IDP_ISSUER)"
+	@echo "  discovery  $(IDP_ISSUER)/.well-known/openid-configuration"
+	@echo "  sign in    $(IDP_ISSUER)/signin"
+	@echo
+	$(BIN)/idp run
+
+test: $(STAMP)
+	bash .ci/test-setup
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache test-artifacts

@@ -1,0 +1,74 @@
+"""The password step: throttling, lockout and verification in one place.
+
+Walks the same path every factor will: check limits -> verify -> count the failure ->
+lock after too many -> audit. Limits live in the store and fail closed
+(:class:`~idp.store.StoreUnavailable` propagates to a 503); the consecutive-failure
+count and the lock live on the user row, so they survive a store restart.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from .. import audit
+from ..extensions import db
+from ..models import User
+from ..models.base import utcnow
+from ..services import Services
+
+
+class LoginFailed(Exception):
+    """Wrong email or password, or a locked account: one message for all (no enumeration)."""
+
+
+class AccountDisabled(Exception):
+    """The password was right but the account is disabled by an administrator."""
+
+
+def authenticate_password(svc: Services, email: str, password: str, ip: str) -> User:
+    """Verify a password sign-in (NIST SP 800-63B 5.2.2 throttling) or raise.
+
+    Raises :class:`~idp.security.ratelimit.RateLimited`, :class:`LoginFailed`,
+    :class:`AccountDisabled`, or :class:`~idp.store.StoreUnavailable`.
+    """
+    email = User.normalize_email(email)
+    svc.login_ip.hit(ip or "unknown")
+    svc.login_account_ip.hit(f"{email}|{ip}")
+
+    user = db.session.execute(db.select(User).filter_by(email=email)).scalar_one_or_none()
+    ok = svc.passwords.verify(user.password_hash if user else None, password)
+    now = utcnow()
+    if user is None:
+        audit.record_now("login.failure", outcome="failure", reason="unknown_account")
+        raise LoginFailed
+    if user.is_locked(now):
+        audit.record_now("login.failure", outcome="failure", user_id=user.id, reason="locked")
+        raise LoginFailed
+    if not ok:
+        user.failed_logins = (user.failed_logins or 0) + 1
+        audit.record("login.failure", outcome="failure", user_id=user.id, reason="bad_password")
+        limit = svc.settings.login.max_consecutive_failures
+        if user.failed_logins >= limit:
+            user.locked_until = now + timedelta(seconds=svc.settings.login.lockout_seconds)
+            user.failed_logins = 0
+            audit.record(
+                "login.lockout",
+                outcome="failure",
+                user_id=user.id,
+                failures=limit,
+                seconds=svc.settings.login.lockout_seconds,
+            )
+        db.session.commit()
+        raise LoginFailed
+    if not user.is_active:
+        audit.record_now("login.failure", outcome="failure", user_id=user.id, reason="disabled")
+        raise AccountDisabled
+
+    user.failed_logins = 0
+    user.locked_until = None
+    user.last_login_at = now
+    if svc.passwords.needs_rehash(user.password_hash or ""):
+        user.password_hash = svc.passwords.hash(password)
+    audit.record("login.success", user_id=user.id, method="pwd")
+    db.session.commit()
+    return user

@@ -1,0 +1,62 @@
+"""Pending authorization requests, kept server-side while the user walks the sign-in steps.
+
+A transaction is bound to the browser that started it (a hash of its ``idp_browser``
+cookie), so a leaked transaction URL is useless in another browser.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..security.crypto import hash_token
+from ..store import Store
+
+TRANSACTION_TTL = 1800
+
+
+@dataclass
+class Transaction:
+    id: str
+    browser: str
+    params: dict[str, str]
+    created_at: int
+    # Steps already completed inside this transaction (e.g. "login" for prompt=login).
+    done: list[str] = field(default_factory=list)
+
+
+class TransactionStore:
+    def __init__(self, store: Store):
+        self.store = store
+
+    def create(self, params: dict[str, str], browser_id: str) -> Transaction:
+        txn = Transaction(
+            id=secrets.token_urlsafe(24),
+            browser=hash_token(browser_id),
+            params=params,
+            created_at=int(time.time()),
+        )
+        self.save(txn)
+        return txn
+
+    def save(self, txn: Transaction) -> None:
+        self.store.set(f"txn:{txn.id}", json.dumps(asdict(txn)).encode(), TRANSACTION_TTL)
+
+    def get(self, txn_id: str | None, browser_id: str | None) -> Transaction | None:
+        if not txn_id or not browser_id or len(txn_id) > 64:
+            return None
+        raw = self.store.get(f"txn:{txn_id}")
+        if raw is None:
+            return None
+        data: dict[str, Any] = json.loads(raw)
+        txn = Transaction(**data)
+        if not hmac.compare_digest(txn.browser, hash_token(browser_id)):
+            return None
+        return txn
+
+    def finish(self, txn: Transaction) -> None:
+        self.store.delete(f"txn:{txn.id}")

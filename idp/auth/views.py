@@ -1,0 +1,67 @@
+"""Sign-in pages: the password step of the sign-in transaction."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, redirect, render_template, request, url_for
+
+from ..security.ratelimit import RateLimited
+from ..services import services
+from ..web import allow_form_action, browser_id, current_session, set_session_cookie, validate_csrf
+from .service import AccountDisabled, LoginFailed, authenticate_password
+
+bp = Blueprint("auth", __name__)
+
+GENERIC_FAILURE = (
+    "The email or password is not right. After several failed attempts sign-in is paused "
+    "for a while; wait and try again, or contact the help desk."
+)
+
+
+def _render(txn_id: str | None, email: str = "", error: str | None = None, status: int = 200):
+    return Response(
+        render_template("signin.html", txn=txn_id, email=email, error=error), status=status
+    )
+
+
+@bp.route("/signin", methods=["GET", "POST"])
+def signin() -> Response:
+    svc = services()
+    txn = svc.transactions.get(request.values.get("txn"), browser_id())
+    txn_id = txn.id if txn else None
+    if txn is not None:
+        allow_form_action(txn.params.get("redirect_uri", ""))
+    if request.method == "GET":
+        hint = txn.params.get("login_hint", "") if txn else ""
+        return _render(txn_id, email=hint if "@" in hint else "")
+
+    validate_csrf()
+    email = (request.form.get("email") or "").strip()
+    password = request.form.get("password") or ""
+    if not email or not password:
+        return _render(txn_id, email, "Enter your email and password.", 400)
+    try:
+        user = authenticate_password(svc, email, password, request.remote_addr or "")
+    except LoginFailed:
+        return _render(txn_id, email, GENERIC_FAILURE, 200)
+    except AccountDisabled:
+        return _render(
+            txn_id, email, "This account is disabled. Contact the help desk for help.", 403
+        )
+    except RateLimited as exc:
+        resp = _render(
+            txn_id,
+            email,
+            f"Too many sign-in attempts. Wait {exc.retry_after} seconds and try again.",
+            429,
+        )
+        resp.headers["Retry-After"] = str(exc.retry_after)
+        return resp
+
+    cookie, _session = svc.sessions.establish(user.id, "pwd", previous=current_session())
+    set_session_cookie(cookie)
+    if txn is not None:
+        if "login" not in txn.done:
+            txn.done.append("login")
+        svc.transactions.save(txn)
+        return redirect(url_for("oidc.resume", txn=txn.id))
+    return redirect(url_for("oidc.home"))

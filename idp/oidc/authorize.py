@@ -1,0 +1,303 @@
+"""The authorization endpoint as a pipeline of small checks (OIDC Core 3.1.2).
+
+Each check either passes or returns the response that ends the request. Authlib
+validates client, redirect_uri, response_type, scope, PKCE and nonce; the checks here
+add what the provider decides: unsupported request objects, prompt, max_age, claims,
+id_token_hint, the sign-in policy and consent.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from authlib.oauth2.base import OAuth2Error
+from authlib.oauth2.rfc6749 import OAuth2Request
+from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
+from flask import Response, redirect, render_template, url_for
+
+from .. import audit
+from ..auth import policy
+from ..auth.assurance import amr_for
+from ..auth.transaction import Transaction
+from ..extensions import db
+from ..keys import TokenVerificationError
+from ..models import Consent, OAuthClient, User
+from ..services import services
+from ..web import allow_form_action, browser_id, current_session, current_user
+from .tokens import AuthContext
+
+PROMPT_VALUES = {"none", "login", "consent", "select_account"}
+
+
+class AuthorizationError(OAuth2Error):
+    """An OAuth error with a code Authlib does not define (e.g. OIDC Core 3.1.2.6)."""
+
+    def __init__(self, error: str, description: str, redirect_uri: str | None, state=None):
+        super().__init__(description=description, redirect_uri=redirect_uri, state=state)
+        self.error = error
+
+
+class StoredAuthorizationRequest(OAuth2Request):
+    """An authorization request rebuilt from a transaction after the sign-in steps."""
+
+    def __init__(self, params: dict[str, str]):
+        super().__init__("GET", url_for("oidc.authorize", _external=True), headers={})
+        self.payload = BasicOAuth2Payload(params)
+
+    @property
+    def args(self):
+        return self.payload.data
+
+    @property
+    def form(self):
+        return {}
+
+
+@dataclass
+class Pending:
+    """Everything the checks learn about one authorization request."""
+
+    oauth: OAuth2Request
+    grant: Any
+    client: OAuthClient
+    redirect_uri: str
+    params: dict[str, str]
+    txn: Transaction | None
+    prompt: set[str] = field(default_factory=set)
+    max_age: int | None = None
+    acr_values: tuple[str, ...] = ()
+    acr_essential: bool = False
+    hinted_sub: str | None = None
+
+    def fail(self, error: str, description: str) -> AuthorizationError:
+        return AuthorizationError(error, description, self.redirect_uri, self.params.get("state"))
+
+
+def _server():
+    from flask import current_app
+
+    return current_app.extensions["idp.oauth"]
+
+
+def with_iss(resp: Response) -> Response:
+    """RFC 9207: add ``iss`` to authorization responses sent to the client."""
+    loc = resp.headers.get("Location")
+    if resp.status_code == 302 and loc and "iss=" not in loc.split("?", 1)[-1]:
+        from urllib.parse import quote
+
+        sep = "&" if "?" in loc else "?"
+        resp.headers["Location"] = f"{loc}{sep}iss={quote(services().settings.issuer, safe='')}"
+    return resp
+
+
+def error_response(oauth: OAuth2Request, err: OAuth2Error) -> Response:
+    """Redirect errors only to a validated redirect_uri (RFC 6749 4.1.2.1); else a page."""
+    if err.redirect_uri:
+        audit.record_now(
+            "authorization.refused",
+            outcome="failure",
+            client_id=oauth.payload.client_id,
+            error=err.error,
+        )
+        return with_iss(_server().handle_error_response(oauth, err))
+    audit.record_now(
+        "authorization.refused",
+        outcome="failure",
+        client_id=(oauth.payload.client_id or "")[:64] or None,
+        error=err.error,
+    )
+    resp = Response(
+        render_template(
+            "error.html",
+            title="This sign-in link is not valid",
+            message=(
+                "The application that sent you here made a request we cannot accept "
+                f"({err.error}: {err.description or ''}). Go back to the application and try "
+                "again; if it keeps happening, contact its support."
+            ),
+        ),
+        status=400,
+    )
+    return resp
+
+
+# -- the checks --------------------------------------------------------------
+
+
+def check_request_objects(p: Pending) -> None:
+    """Request objects and dynamic registration by URL are not supported (OIDC Core 6)."""
+    if p.params.get("request"):
+        raise p.fail("request_not_supported", "Request objects are not supported.")
+    if p.params.get("request_uri"):
+        raise p.fail("request_uri_not_supported", "request_uri is not supported.")
+    if p.params.get("registration"):
+        raise p.fail("registration_not_supported", "registration is not supported.")
+
+
+def check_prompt(p: Pending) -> None:
+    """prompt values are known and ``none`` stands alone (OIDC Core 3.1.2.1)."""
+    p.prompt = set(p.params.get("prompt", "").split())
+    unknown = p.prompt - PROMPT_VALUES
+    if unknown:
+        raise p.fail("invalid_request", f"Unsupported prompt value: {sorted(unknown)[0]}.")
+    if "none" in p.prompt and len(p.prompt) > 1:
+        raise p.fail("invalid_request", "prompt=none cannot be combined with other values.")
+    if "select_account" in p.prompt:
+        # One account per browser session: choosing an account means signing in again.
+        p.prompt.add("login")
+
+
+def check_max_age(p: Pending) -> None:
+    """max_age is a non-negative integer number of seconds (OIDC Core 3.1.2.1)."""
+    raw = p.params.get("max_age")
+    if raw is None or raw == "":
+        return
+    if not raw.isdigit() or len(raw) > 10:
+        raise p.fail("invalid_request", "max_age must be a non-negative integer.")
+    p.max_age = int(raw)
+
+
+def check_acr(p: Pending) -> None:
+    """acr_values (voluntary) and the claims parameter's essential acr (OIDC Core 5.5.1.1)."""
+    p.acr_values = tuple(p.params.get("acr_values", "").split())
+    raw = p.params.get("claims")
+    if not raw:
+        return
+    try:
+        claims = json.loads(raw)
+    except ValueError:
+        raise p.fail("invalid_request", "The claims parameter is not valid JSON.") from None
+    if not isinstance(claims, dict):
+        raise p.fail("invalid_request", "The claims parameter must be a JSON object.")
+    acr = (
+        (claims.get("id_token") or {}).get("acr")
+        if isinstance(claims.get("id_token"), dict)
+        else None
+    )
+    if isinstance(acr, dict):
+        values = acr.get("values") or ([acr["value"]] if isinstance(acr.get("value"), str) else [])
+        if isinstance(values, list) and all(isinstance(v, str) for v in values) and values:
+            if acr.get("essential"):
+                p.acr_values = tuple(values)
+                p.acr_essential = True
+            elif not p.acr_values:
+                p.acr_values = tuple(values)
+
+
+def check_id_token_hint(p: Pending) -> None:
+    """id_token_hint must be an ID token this provider issued to this client
+    (OIDC Core 3.1.2.1). Expiry is not required: it is only a hint."""
+    hint = p.params.get("id_token_hint")
+    if not hint:
+        return
+    svc = services()
+    try:
+        _header, claims = svc.keys.verify_jwt(hint)
+    except TokenVerificationError:
+        raise p.fail("invalid_request", "id_token_hint is not a valid ID token.") from None
+    aud = claims.get("aud")
+    auds = aud if isinstance(aud, list) else [aud]
+    if claims.get("iss") != svc.settings.issuer or p.client.client_id not in auds:
+        raise p.fail("invalid_request", "id_token_hint was not issued to this client.")
+    if not isinstance(claims.get("sub"), str):
+        raise p.fail("invalid_request", "id_token_hint has no subject.")
+    p.hinted_sub = claims["sub"]
+
+
+CHECKS = (check_request_objects, check_prompt, check_max_age, check_acr, check_id_token_hint)
+
+
+# -- the pipeline ------------------------------------------------------------
+
+
+def _start_txn(p: Pending) -> Transaction:
+    if p.txn is None:
+        p.txn = services().transactions.create(dict(p.params), browser_id())
+    return p.txn
+
+
+def _consent_needed(p: Pending, user: User, scope: str) -> bool:
+    if p.client.first_party:
+        return False
+    if "consent" in p.prompt and (p.txn is None or "consent" not in p.txn.done):
+        return True
+    consent = db.session.execute(
+        db.select(Consent).filter_by(user_id=user.id, client_id=p.client.client_id)
+    ).scalar_one_or_none()
+    return consent is None or not consent.covers(scope)
+
+
+def run(oauth: OAuth2Request, txn: Transaction | None = None) -> Response:
+    """Validate an authorization request and take it as far as it can go now."""
+    server = _server()
+    try:
+        grant = server.get_consent_grant(request=oauth, end_user=None)
+    except OAuth2Error as err:
+        return error_response(oauth, err)
+    params = {k: v for k, v in oauth.payload.data.items()}
+    p = Pending(oauth, grant, grant.request.client, grant.redirect_uri, params, txn)
+    try:
+        for check in CHECKS:
+            check(p)
+        return _decide(p)
+    except OAuth2Error as err:
+        if p.txn is not None:
+            services().transactions.finish(p.txn)
+        return error_response(oauth, err)
+
+
+def _decide(p: Pending) -> Response:
+    svc = services()
+    session = current_session()
+    user = current_user()
+    if user is None:
+        session = None
+    now = int(time.time())
+    decision = policy.decide(
+        policy.Request(
+            acr_values=p.acr_values,
+            acr_essential=p.acr_essential,
+            max_age=p.max_age,
+            prompt=frozenset(p.prompt),
+            login_done=p.txn is not None and "login" in p.txn.done,
+            hinted_sub_mismatch=bool(p.hinted_sub and user and p.hinted_sub != user.sub),
+        ),
+        policy.ClientPolicy(require_mfa=p.client.require_mfa, default_acr=p.client.default_acr),
+        policy.SessionFacts(session.auth_time, frozenset(session.methods)) if session else None,
+        now,
+    )
+    if decision.step == "login":
+        if "none" in p.prompt:
+            raise p.fail("login_required", "The user must sign in.")
+        txn = _start_txn(p)
+        allow_form_action(p.redirect_uri)
+        return redirect(url_for("auth.signin", txn=txn.id))
+    if decision.step == "unmet":
+        raise p.fail(
+            "unmet_authentication_requirements",
+            "The requested authentication level cannot be met for this user.",
+        )
+    assert session is not None and user is not None
+    scope = p.grant.request.scope
+    if _consent_needed(p, user, scope):
+        if "none" in p.prompt:
+            raise p.fail("consent_required", "The user must approve this application.")
+        txn = _start_txn(p)
+        return redirect(url_for("oidc.consent", txn=txn.id))
+
+    p.oauth.auth_context = AuthContext(
+        auth_time=session.auth_time,
+        acr=decision.acr,
+        amr=tuple(amr_for(set(session.methods))),
+        sid=session.sid,
+    )
+    resp = _server().create_authorization_response(request=p.oauth, grant_user=user, grant=p.grant)
+    audit.record_now(
+        "authorization.granted", user_id=user.id, client_id=p.client.client_id, acr=decision.acr
+    )
+    if p.txn is not None:
+        svc.transactions.finish(p.txn)
+    return with_iss(resp)

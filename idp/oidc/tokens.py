@@ -1,0 +1,214 @@
+"""Token issuance: RFC 9068 JWT access tokens, refresh tokens with rotation families,
+OpenID Connect ID tokens, and revocation of access tokens by ``jti``.
+
+Access tokens are short-lived signed JWTs, so resource servers can validate them
+offline against JWKS; a revoked ``jti`` is remembered in the store until the token
+would have expired anyway, and introspection and userinfo consult it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from ..extensions import db
+from ..models import OAuthClient, RefreshToken, User
+from ..models.base import utcnow
+from ..security.crypto import hash_token
+from ..services import Services
+
+ACCESS_TOKEN_TYP = "at+jwt"
+
+
+@dataclass(frozen=True)
+class AuthContext:
+    """How the user authenticated; travels from the session to the code to every token."""
+
+    auth_time: int | None = None
+    acr: str | None = None
+    amr: tuple[str, ...] = ()
+    sid: str | None = None
+
+
+def half_hash(value: str, alg: str) -> str:
+    """``at_hash`` (OIDC Core 3.1.3.6): left half of the hash matching the JWS alg."""
+    bits = alg[2:] if alg[:2] in ("RS", "ES", "PS") else "256"
+    digest = getattr(hashlib, f"sha{bits}")(value.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
+
+
+class TokenService:
+    def __init__(self, svc: Services):
+        self.svc = svc
+        self.settings = svc.settings
+
+    # -- access tokens (RFC 9068) ---------------------------------------------
+    def access_token(
+        self, client: OAuthClient, user: User | None, scope: str, ctx: AuthContext
+    ) -> tuple[str, str, int]:
+        """Return (token, jti, expires_in)."""
+        now = int(time.time())
+        ttl = self.settings.tokens.access_token_ttl
+        jti = uuid.uuid4().hex
+        claims: dict[str, Any] = {
+            "iss": self.settings.issuer,
+            "sub": user.sub if user else client.client_id,
+            "aud": client.client_id,
+            "client_id": client.client_id,
+            "iat": now,
+            "exp": now + ttl,
+            "jti": jti,
+            "scope": scope,
+        }
+        if user is not None:
+            if ctx.auth_time is not None:
+                claims["auth_time"] = ctx.auth_time
+            if ctx.acr:
+                claims["acr"] = ctx.acr
+            if ctx.amr:
+                claims["amr"] = list(ctx.amr)
+            if ctx.sid:
+                claims["sid"] = ctx.sid
+        return self.svc.keys.sign_jwt(claims, typ=ACCESS_TOKEN_TYP), jti, ttl
+
+    def is_revoked(self, jti: str) -> bool:
+        return self.svc.store.get(f"revoked_jti:{jti}") is not None
+
+    def revoke_access_token(self, jti: str, exp: int | None = None) -> None:
+        ttl = self.settings.tokens.access_token_ttl
+        if exp is not None:
+            ttl = max(1, min(ttl, exp - int(time.time()) + 1))
+        self.svc.store.set(f"revoked_jti:{jti}", b"1", ttl)
+
+    # -- ID tokens (OIDC Core 2, 3.1.3.6) -------------------------------------
+    def id_token(
+        self,
+        client: OAuthClient,
+        user: User,
+        ctx: AuthContext,
+        *,
+        nonce: str | None,
+        access_token: str | None,
+    ) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.settings.issuer,
+            "sub": user.sub,
+            "aud": client.client_id,
+            "iat": now,
+            "exp": now + self.settings.tokens.id_token_ttl,
+        }
+        if ctx.auth_time is not None:
+            claims["auth_time"] = ctx.auth_time
+        if nonce:
+            claims["nonce"] = nonce
+        if ctx.acr:
+            claims["acr"] = ctx.acr
+        if ctx.amr:
+            claims["amr"] = list(ctx.amr)
+        if ctx.sid:
+            claims["sid"] = ctx.sid
+        if access_token:
+            claims["at_hash"] = half_hash(access_token, self.svc.keys.alg)
+        return self.svc.keys.sign_jwt(claims)
+
+    # -- refresh tokens ---------------------------------------------------------
+    def new_refresh_token(
+        self,
+        client: OAuthClient,
+        user: User,
+        scope: str,
+        ctx: AuthContext,
+        *,
+        access_token_jti: str,
+        family_id: str | None = None,
+        code_id: int | None = None,
+        expires_at=None,
+    ) -> str:
+        """Create a refresh token row (the token itself is returned, only its hash is kept)."""
+        token = secrets.token_urlsafe(32)
+        db.session.add(
+            RefreshToken(
+                token_hash=hash_token(token),
+                family_id=family_id or uuid.uuid4().hex,
+                client_id=client.client_id,
+                user_id=user.id,
+                code_id=code_id,
+                scope=scope,
+                auth_time=ctx.auth_time,
+                acr=ctx.acr,
+                amr=list(ctx.amr),
+                sid=ctx.sid,
+                access_token_jti=access_token_jti,
+                expires_at=expires_at
+                or utcnow() + timedelta(seconds=self.settings.tokens.refresh_token_ttl),
+            )
+        )
+        return token
+
+    def find_refresh_token(self, token: str) -> RefreshToken | None:
+        if not token or len(token) > 256:
+            return None
+        return db.session.execute(
+            db.select(RefreshToken).filter_by(token_hash=hash_token(token))
+        ).scalar_one_or_none()
+
+    def revoke_family(self, family_id: str) -> int:
+        """Revoke every refresh token of a family and the access tokens issued with them."""
+        now = utcnow()
+        rows = db.session.execute(db.select(RefreshToken).filter_by(family_id=family_id)).scalars()
+        count = 0
+        for row in rows:
+            if row.revoked_at is None:
+                row.revoked_at = now
+                count += 1
+            if row.access_token_jti and row.created_at > now - timedelta(
+                seconds=self.settings.tokens.access_token_ttl
+            ):
+                self.revoke_access_token(row.access_token_jti)
+        return count
+
+    def revoke_for_user(self, user_id: int) -> int:
+        """Revoke all refresh-token families of a user (help desk, password reset)."""
+        families = db.session.execute(
+            db.select(RefreshToken.family_id).filter_by(user_id=user_id, revoked_at=None).distinct()
+        ).scalars()
+        return sum(self.revoke_family(f) for f in list(families))
+
+    def revoke_for_code(self, code_id: int, access_token_jti: str | None) -> None:
+        """A replayed code revokes what it issued (RFC 6749 4.1.2)."""
+        if access_token_jti:
+            self.revoke_access_token(access_token_jti)
+        families = db.session.execute(
+            db.select(RefreshToken.family_id).filter_by(code_id=code_id).distinct()
+        ).scalars()
+        for family in list(families):
+            self.revoke_family(family)
+
+    # -- validation of our own access tokens -----------------------------------
+    def validate_access_token(self, token: str) -> dict[str, Any] | None:
+        """Claims of a valid, unexpired, unrevoked access token issued here, else None."""
+        from ..keys import TokenVerificationError
+
+        if not token or len(token) > 8192:
+            return None
+        try:
+            _header, claims = self.svc.keys.verify_jwt(token, typ=ACCESS_TOKEN_TYP)
+        except TokenVerificationError:
+            return None
+        now = int(time.time())
+        if claims.get("iss") != self.settings.issuer:
+            return None
+        exp = claims.get("exp")
+        if not isinstance(exp, int) or exp <= now:
+            return None
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or self.is_revoked(jti):
+            return None
+        return claims

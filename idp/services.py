@@ -1,0 +1,82 @@
+"""The services one application instance uses, built once in ``create_app``.
+
+Views reach them through :func:`services`; tests build the app with their own store,
+clock or key ring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from .auth.session import SessionManager
+from .auth.transaction import TransactionStore
+from .config import Settings
+from .keys import KeyRing
+from .security.crypto import SecretBox
+from .security.csrf import CSRFProtect
+from .security.passwords import PasswordHasher
+from .security.ratelimit import Limit, RateLimiter
+from .store import Store
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    keyring: KeyRing | None
+    sessions: SessionManager
+    transactions: TransactionStore
+    passwords: PasswordHasher
+    csrf: CSRFProtect
+    secrets: SecretBox
+    login_ip: RateLimiter
+    login_account_ip: RateLimiter
+
+    @property
+    def keys(self) -> KeyRing:
+        """The signing key ring, loaded on first use (commands like ``idp keys generate``
+        build the app before any key exists)."""
+        if self.keyring is None:
+            self.keyring = load_keyring(self.settings)
+        return self.keyring
+
+
+def load_keyring(settings: Settings) -> KeyRing:
+    t = settings.tokens
+    # A retired key stays published until every token it signed has expired.
+    return KeyRing.load(settings.keys.directory, retire_for=max(t.access_token_ttl, t.id_token_ttl))
+
+
+def build_services(settings: Settings, store: Store, keys: KeyRing | None) -> Services:
+    login = settings.login
+    return Services(
+        settings=settings,
+        store=store,
+        keyring=keys,
+        sessions=SessionManager(
+            store,
+            idle_timeout=settings.session.idle_timeout,
+            absolute_timeout=settings.session.absolute_timeout,
+        ),
+        transactions=TransactionStore(store),
+        passwords=PasswordHasher(
+            memory_cost=settings.password.memory_cost,
+            time_cost=settings.password.time_cost,
+            parallelism=settings.password.parallelism,
+        ),
+        csrf=CSRFProtect(settings.secret_key),
+        secrets=SecretBox(
+            settings.security.encryption_keys, settings.security.active_encryption_key
+        ),
+        login_ip=RateLimiter(store, Limit("login.ip", login.per_ip_per_minute, 60)),
+        login_account_ip=RateLimiter(
+            store, Limit("login.account_ip", login.per_account_ip_per_minute, 60)
+        ),
+    )
+
+
+def services() -> Services:
+    """The current application's services."""
+    return current_app.extensions["idp"]

@@ -1,0 +1,218 @@
+"""Request plumbing shared by every page: browser id and session cookies, CSRF,
+security headers, and the one place domain errors become responses."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, abort, g, jsonify, render_template, request
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+from .auth.session import BrowserSession
+from .extensions import db
+from .models import User
+from .security.csrf import CSRFError
+from .security.ratelimit import RateLimited
+from .services import services
+from .store import StoreUnavailable
+
+log = logging.getLogger("idp.web")
+
+BROWSER_COOKIE = "idp_browser"
+# Endpoints that speak JSON (errors in JSON too, RFC 6749 5.2 / RFC 6750 3).
+JSON_PATHS = ("/token", "/introspect", "/revoke", "/userinfo", "/jwks", "/.well-known/")
+
+
+def _secure_cookies() -> bool:
+    return services().settings.issuer.startswith("https://")
+
+
+def browser_id() -> str:
+    """A random id for this browser, used to bind CSRF tokens and transactions."""
+    if "browser_id" not in g:
+        value = request.cookies.get(BROWSER_COOKIE, "")
+        if not (20 <= len(value) <= 64) or not value.replace("-", "").replace("_", "").isalnum():
+            value = secrets.token_urlsafe(24)
+            g.set_browser_cookie = value
+        g.browser_id = value
+    return g.browser_id
+
+
+def current_session() -> BrowserSession | None:
+    """The signed-in browser session, if any (loaded once per request)."""
+    if "idp_session" not in g:
+        svc = services()
+        g.idp_session = svc.sessions.load(request.cookies.get(svc.settings.session.cookie_name))
+    return g.idp_session
+
+
+def current_user() -> User | None:
+    if "idp_user" not in g:
+        s = current_session()
+        user = db.session.get(User, s.user_id) if s else None
+        g.idp_user = user if user is not None and user.is_active else None
+    return g.idp_user
+
+
+def set_session_cookie(value: str | None) -> None:
+    """Schedule the session cookie to be replaced (rotation) or cleared (None)."""
+    g.session_cookie = value
+    g.pop("idp_session", None)
+    g.pop("idp_user", None)
+
+
+def csrf_token() -> str:
+    return services().csrf.generate(browser_id())
+
+
+def validate_csrf() -> None:
+    services().csrf.validate(request.form.get("csrf_token"), request.cookies.get(BROWSER_COOKIE))
+
+
+def allow_form_action(uri: str) -> None:
+    """Let this page's forms end in a redirect to *uri*'s origin (CSP form-action
+    applies to the redirects that follow a form submission)."""
+    parts = urlsplit(uri)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        g.setdefault("form_action", []).append(f"{parts.scheme}://{parts.netloc}")
+
+
+def _wants_json() -> bool:
+    return request.path.startswith(JSON_PATHS)
+
+
+def error_page(status: int, title: str, message: str, **headers: str) -> Response:
+    if _wants_json():
+        codes = {
+            429: "slow_down",
+            503: "temporarily_unavailable",
+            400: "invalid_request",
+            413: "invalid_request",
+        }
+        resp = jsonify(error=codes.get(status, "server_error"), error_description=message)
+    else:
+        resp = Response(render_template("error.html", title=title, message=message))
+    resp.status_code = status
+    for k, v in headers.items():
+        resp.headers[k.replace("_", "-")] = v
+    return resp
+
+
+def init_web(app: Flask) -> None:
+    @app.context_processor
+    def _template_globals():
+        return {
+            "csrf_token": csrf_token,
+            "service_name": services().settings.ui.service_name,
+            "help_text": services().settings.ui.help_text,
+        }
+
+    @app.before_request
+    def _limit_parameters():
+        limit = services().settings.security.max_parameter_length
+        if request.method in ("POST", "PUT") and request.mimetype not in (
+            "",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+            "application/json",
+        ):
+            abort(415)
+        for key, value in request.values.items(multi=True):
+            if len(key) > 128 or len(value) > limit:
+                return error_page(
+                    400,
+                    "Request too large",
+                    f"The parameter {key[:40]!r} is longer than {limit} characters.",
+                )
+        return None
+
+    @app.after_request
+    def _headers(resp: Response) -> Response:
+        svc = services()
+        secure = _secure_cookies()
+        value = g.get("set_browser_cookie")
+        if value:
+            resp.set_cookie(
+                BROWSER_COOKIE, value, httponly=True, secure=secure, samesite="Lax", path="/"
+            )
+        if "session_cookie" in g:
+            name = svc.settings.session.cookie_name
+            if g.session_cookie:
+                resp.set_cookie(
+                    name, g.session_cookie, httponly=True, secure=secure, samesite="Lax", path="/"
+                )
+            else:
+                resp.delete_cookie(name, path="/", secure=secure, httponly=True, samesite="Lax")
+        form_action = " ".join(["'self'", *dict.fromkeys(g.get("form_action", []))])
+        resp.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            f"connect-src 'self'; form-action {form_action}; frame-ancestors 'none'; "
+            "base-uri 'none'",
+        )
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Referrer-Policy", "no-referrer")
+        if request.is_secure:
+            resp.headers.setdefault(
+                "Strict-Transport-Security",
+                f"max-age={svc.settings.security.hsts_max_age}; includeSubDomains",
+            )
+        if resp.mimetype == "text/html" or request.path.startswith(("/token", "/userinfo")):
+            resp.headers["Cache-Control"] = "no-store"
+            resp.headers["Pragma"] = "no-cache"
+        return resp
+
+    @app.errorhandler(CSRFError)
+    def _csrf(exc: CSRFError):
+        return error_page(
+            400,
+            "This form has expired",
+            "The page was open too long or came from somewhere else. Go back, reload the "
+            "page and try again.",
+        )
+
+    @app.errorhandler(RateLimited)
+    def _ratelimited(exc: RateLimited):
+        return error_page(
+            429,
+            "Too many attempts",
+            f"Too many attempts from here. Wait {exc.retry_after} seconds and try again.",
+            Retry_After=str(exc.retry_after),
+        )
+
+    @app.errorhandler(StoreUnavailable)
+    def _store_down(exc: StoreUnavailable):
+        log.error("store unavailable: %s", exc)
+        db.session.rollback()
+        return error_page(
+            503,
+            "Sign-in is temporarily unavailable",
+            "We cannot check sign-in attempts safely right now, so sign-in is paused. "
+            "Try again in a minute.",
+            Retry_After="30",
+        )
+
+    @app.errorhandler(OperationalError)
+    def _db_down(exc: OperationalError):
+        log.error("database unavailable: %s", exc)
+        db.session.rollback()
+        return error_page(
+            503,
+            "Temporarily unavailable",
+            "The service is temporarily unavailable.",
+            Retry_After="30",
+        )
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        return error_page(exc.code or 500, exc.name, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error")
+        db.session.rollback()
+        return error_page(500, "Something went wrong", "Something went wrong on our side.")
