@@ -33,6 +33,7 @@ Custom pages (e.g. an MFA step) can be interleaved with the lower-level helpers:
     resp = rp.start(acr_values="mfa")            # state dict in rp.last_request
     resp = rp.follow(resp)                       # one redirect hop
     resp = rp.submit(resp, {"email": "a@example.com", "password": "pw"})
+    resp = rp.follow(resp)                       # to the provider's MFA page
     resp = rp.submit(resp, {"otp": totp.now()})
     result = rp.resume(resp)                     # drive on until the redirect URI
 

@@ -629,6 +629,8 @@ class MockRP:
 
     def _verify_jws(self, token: str, *, what: str, typ: str | None = None) -> tuple[dict, dict]:
         """Check header alg/kid, verify the signature with jwcrypto; return (header, claims)."""
+        if not isinstance(token, str) or not token:
+            raise MockRPError(f"format: no {what} (got {token!r})")
         parts = token.split(".")
         if len(parts) != 3:
             raise MockRPError(f"format: {what} is not a compact JWS ({len(parts)} parts)")
