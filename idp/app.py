@@ -10,9 +10,9 @@ from flask import Flask
 from sqlalchemy.engine import make_url
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .config import Settings, development_warnings, load_settings
+from .config import Settings, development_warnings, load_settings, validate
 from .extensions import db, migrate
-from .keys import KeyRing
+from .keys import KeyRing, KeyRingError
 from .services import build_services, load_keyring
 from .store import Store, create_store
 
@@ -46,7 +46,10 @@ def create_app(
     (``idp keys generate``, ``idp db upgrade``); the server always loads them at start-up
     so a missing key fails fast with a clear message.
     """
-    settings = settings or load_settings()
+    if settings is None:
+        settings = load_settings()
+    else:
+        validate(settings)  # settings built in code get the same checks as loaded ones
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -65,18 +68,29 @@ def create_app(
         settings.store.backend, redis_url=settings.store.redis_url, prefix=settings.store.prefix
     )
     if keys is None and require_keys:
-        keys = load_keyring(settings)
+        try:
+            keys = load_keyring(settings)
+        except KeyRingError as exc:
+            if settings.keys.directory in str(exc):
+                raise
+            raise KeyRingError(f"key directory {settings.keys.directory}: {exc}") from exc
     app.extensions["idp"] = build_services(settings, store, keys)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     from . import models  # noqa: F401  (register tables)
+    from .account.views import bp as account_bp
     from .auth.views import bp as auth_bp
+    from .mfa.service import MFAService
+    from .mfa.views import bp as mfa_bp
     from .oidc.views import init_oidc
     from .web import init_web
 
+    app.extensions["idp.mfa"] = MFAService(app.extensions["idp"])
     init_web(app)
     app.register_blueprint(auth_bp)
+    app.register_blueprint(mfa_bp)
+    app.register_blueprint(account_bp)
     init_oidc(app)
 
     for warning in development_warnings(settings) if warn else ():

@@ -331,10 +331,17 @@ def clients_update(
     """Change a client's settings (lists given are replaced whole)."""
     from . import audit
     from .extensions import db as _db
-    from .oidc.clients import ClientValidationError, describe, normalize_metadata
+    from .oidc.clients import (
+        ClientValidationError,
+        check_default_acr,
+        describe,
+        normalize_metadata,
+    )
 
     client = _load_client(client_id)
     try:
+        if default_acr:
+            check_default_acr(default_acr)
         data = normalize_metadata(
             name=name or client.name,
             redirect_uris=redirect_uris or client.redirect_uris,
@@ -357,7 +364,7 @@ def clients_update(
         if value is not None and getattr(client, attr) != value:
             setattr(client, attr, value)
             changed.append(attr)
-    if default_acr is not None:
+    if default_acr is not None and client.default_acr != (default_acr or None):
         client.default_acr = default_acr or None
         changed.append("default_acr")
     audit.record("client.updated", client_id=client.client_id, actor="cli", fields=changed)
@@ -516,16 +523,67 @@ def users_enable(email: str) -> None:
 @click.argument("email")
 @with_app()
 def users_unlock(email: str) -> None:
-    """Clear a sign-in lockout."""
-    from . import audit
-    from .extensions import db as _db
+    """Clear the sign-in and second-factor lockouts."""
+    from flask import current_app
 
     user = _load_user(email)
-    user.locked_until = None
-    user.failed_logins = 0
-    audit.record("user.unlocked", user_id=user.id, actor="cli")
-    _db.session.commit()
+    current_app.extensions["idp.mfa"].unlock(user, actor="cli")
     click.echo(f"{email}: unlocked")
+
+
+@users.command("factors")
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True)
+@with_app()
+def users_factors(email: str, as_json: bool) -> None:
+    """List a user's second factors (type, label, status, added, last used; never secrets)."""
+    from flask import current_app
+
+    user = _load_user(email)
+    mfa = current_app.extensions["idp.mfa"]
+    rows = [
+        {
+            "id": f.id,
+            "type": f.type,
+            "label": f.label,
+            "status": f.status,
+            "default": f.is_default,
+            "added": f.created_at.isoformat(),
+            "last_used": f.last_used_at.isoformat() if f.last_used_at else None,
+        }
+        for f in mfa.factors(user, active_only=False)
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(f"{email}: no factors")
+    for r in rows:
+        click.echo(
+            f"{r['id']:6} {r['type']:9} {r['status']:8} {r['label']:24} "
+            f"added {r['added'][:10]} last used {(r['last_used'] or 'never')[:16]}"
+        )
+    if user.mfa_locked_until:
+        click.echo(f"second-factor step locked until {user.mfa_locked_until.isoformat()}")
+
+
+@users.command("reset-mfa")
+@click.argument("email")
+@click.option("--reason", required=True, help="Why (recorded in the audit log and emailed).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_app()
+def users_reset_mfa(email: str, reason: str, yes: bool) -> None:
+    """Remove every factor, end sessions and refresh tokens; the user must enroll again."""
+    from flask import current_app
+
+    reason = reason.strip()
+    if len(reason) < 4:
+        _fail("--reason must say why (at least 4 characters)")
+    user = _load_user(email)
+    if not yes:
+        click.confirm(f"Remove every sign-in method of {email}?", abort=True)
+    count = current_app.extensions["idp.mfa"].reset(user, reason=reason, actor="cli")
+    click.echo(f"{email}: removed {count} factor(s); sessions and refresh tokens revoked")
 
 
 # -- audit -----------------------------------------------------------------------
@@ -652,8 +710,11 @@ def run(host: str | None, port: int | None) -> None:
     try:
         settings = load_settings()
         app = create_app(settings)
-    except (ConfigError, KeyRingError) as exc:
-        _fail(f"{exc}\n(run `idp keys generate` to create a signing key)")
+    except ConfigError as exc:
+        _fail(str(exc))
+    except KeyRingError as exc:
+        hint = "\n(run `idp keys generate` to create a signing key)"
+        _fail(f"{exc}{'' if 'idp keys generate' in str(exc) else hint}")
     host = host or settings.server.host
     port = port or settings.server.port
     click.echo(f"issuer        {settings.issuer}")

@@ -15,11 +15,13 @@ project root for every key with its default and a recommendation.
 import base64
 import binascii
 import dataclasses
+import datetime
 import difflib
 import os
 import re
 import tomllib
 import typing
+import urllib.parse
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, NoReturn
@@ -183,6 +185,43 @@ class UISettings:
 
     service_name: str = "Identity Provider"
     help_text: str = ""
+    help_phone: str = ""
+    help_hours: str = ""
+
+
+FACTOR_TYPES = ("totp", "webauthn", "recovery")
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliverySettings:
+    """``[delivery]``: how messages to users are sent."""
+
+    email_backend: str = "console"
+    outbox: str = "instance/outbox.jsonl"
+    email_from: str = "no-reply@localhost"
+
+
+@dataclasses.dataclass(frozen=True)
+class MFASettings:
+    """``[mfa]``: who must use a second factor, from when, and the guessing limits."""
+
+    required: bool = True
+    enforce_from: str = ""
+    allowed_factors: tuple[str, ...] = FACTOR_TYPES
+    recommend_second: bool = True
+    max_totp_per_user: int = 3
+    max_failures: int = 10
+    lockout_seconds: int = 600
+    reauth_window: int = 600
+
+
+@dataclasses.dataclass(frozen=True)
+class WebAuthnSettings:
+    """``[webauthn]``: the relying party identity security keys and passkeys bind to."""
+
+    rp_id: str = ""
+    rp_name: str = ""
+    origins: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,6 +241,9 @@ class Settings:
     password: PasswordSettings = dataclasses.field(default_factory=PasswordSettings)
     security: SecuritySettings = dataclasses.field(default_factory=SecuritySettings)
     ui: UISettings = dataclasses.field(default_factory=UISettings)
+    mfa: MFASettings = dataclasses.field(default_factory=MFASettings)
+    webauthn: WebAuthnSettings = dataclasses.field(default_factory=WebAuthnSettings)
+    delivery: DeliverySettings = dataclasses.field(default_factory=DeliverySettings)
 
     def __post_init__(self) -> None:
         # The issuer is compared byte for byte by relying parties (OpenID Connect
@@ -266,6 +308,10 @@ def _is_mapping_type(hint: Any) -> bool:
     return typing.get_origin(hint) is Mapping
 
 
+def _is_list_type(hint: Any) -> bool:
+    return typing.get_origin(hint) is tuple
+
+
 def _label(section: str, key: str) -> str:
     return f"[{section}] {key}" if section else key
 
@@ -305,6 +351,8 @@ def _type_name(hint: Any) -> str:
         return "a string"
     if _is_mapping_type(hint):
         return "a table of key id = string"
+    if _is_list_type(hint):
+        return "an array of strings"
     return str(hint)  # pragma: no cover - every field has one of the types above
 
 
@@ -326,6 +374,10 @@ def _check_type(value: Any, hint: Any, section: str, key: str) -> Any:
         ok = isinstance(value, dict) and all(
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()
         )
+    elif _is_list_type(hint):
+        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        if ok:
+            return tuple(value)
     else:  # pragma: no cover - every field has one of the types above
         ok = False
     if not ok:
@@ -425,6 +477,8 @@ def _coerce_env(raw: str, hint: Any, section: str, key: str, var: str) -> Any:
         return _BOOL_WORDS[word]
     if _is_mapping_type(hint):
         return _parse_encryption_keys(raw, var)
+    if _is_list_type(hint):
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
     _fail(f"{where} cannot be set from the environment")  # pragma: no cover
 
 
@@ -555,8 +609,41 @@ def _check_issuer(c: _Checker) -> None:
         c.fail("", "issuer", "must not contain user information (user:password@)")
 
 
+def _check_mfa(c: _Checker) -> None:
+    s = c.settings
+    if s.mfa.enforce_from:
+        try:
+            datetime.date.fromisoformat(s.mfa.enforce_from)
+        except ValueError:
+            c.fail("mfa", "enforce_from", f"must be a date YYYY-MM-DD (got {s.mfa.enforce_from!r})")
+    unknown = [f for f in s.mfa.allowed_factors if f not in FACTOR_TYPES]
+    if unknown:
+        c.fail(
+            "mfa",
+            "allowed_factors",
+            f"has unknown factor {unknown[0]!r} (known: {', '.join(FACTOR_TYPES)})",
+        )
+    if s.mfa.required and not [f for f in s.mfa.allowed_factors if f != "recovery"]:
+        c.fail("mfa", "allowed_factors", "must allow a factor other than recovery codes")
+    c.between("mfa", "max_failures", 1, 100, " (NIST SP 800-63B 5.2.2 allows at most 100)")
+    c.at_least("mfa", "lockout_seconds", 1)
+    c.at_least("mfa", "max_totp_per_user", 1)
+    c.between("mfa", "reauth_window", 60, 3600)
+    host = urllib.parse.urlsplit(s.issuer).hostname or ""
+    rp_id = s.webauthn.rp_id
+    if rp_id and not (host == rp_id or host.endswith("." + rp_id)):
+        c.fail("webauthn", "rp_id", f"must be the issuer host {host!r} or a parent domain of it")
+    for origin in s.webauthn.origins:
+        parts = urllib.parse.urlsplit(origin)
+        if parts.scheme not in ("https", "http") or not parts.netloc or parts.path not in ("",):
+            c.fail("webauthn", "origins", f"{origin!r} is not an origin like https://id.example")
+
+
 def _check_fields(c: _Checker) -> None:
     s = c.settings
+    _check_mfa(c)
+    c.one_of("delivery", "email_backend", ("console",))
+    c.not_empty("delivery", "email_from")
     c.one_of("", "env", ENVIRONMENTS)
     _check_issuer(c)
     c.not_empty("", "secret_key")

@@ -13,6 +13,7 @@ from flask import current_app
 from .auth.session import SessionManager
 from .auth.transaction import TransactionStore
 from .config import Settings
+from .delivery import ConsoleEmailSender, EmailSender
 from .keys import KeyRing
 from .security.crypto import SecretBox
 from .security.csrf import CSRFProtect
@@ -33,6 +34,8 @@ class Services:
     secrets: SecretBox
     login_ip: RateLimiter
     login_account_ip: RateLimiter
+    email: EmailSender
+    mfa_attempts: RateLimiter
 
     @property
     def keys(self) -> KeyRing:
@@ -74,6 +77,9 @@ def build_services(settings: Settings, store: Store, keys: KeyRing | None) -> Se
         login_account_ip=RateLimiter(
             store, Limit("login.account_ip", login.per_account_ip_per_minute, 60)
         ),
+        email=ConsoleEmailSender(settings.delivery.outbox),
+        # Second-factor guesses per user per minute, on top of the consecutive-failure lock.
+        mfa_attempts=RateLimiter(store, Limit("mfa.user", 10, 60)),
     )
 
 

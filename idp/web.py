@@ -86,10 +86,13 @@ def _wants_json() -> bool:
 
 def error_page(status: int, title: str, message: str, **headers: str) -> Response:
     if _wants_json():
+        # RFC 6749 5.2 / RFC 6750 3.1: a malformed request is invalid_request, never
+        # server_error (which would blame the server for the client's request).
         codes = {
             429: "slow_down",
             503: "temporarily_unavailable",
             400: "invalid_request",
+            405: "invalid_request",
             413: "invalid_request",
         }
         resp = jsonify(error=codes.get(status, "server_error"), error_description=message)
@@ -119,6 +122,14 @@ def init_web(app: Flask) -> None:
             "multipart/form-data",
             "application/json",
         ):
+            if _wants_json():
+                # RFC 6749 3.2, 5.2: the parameters must be form-encoded; anything else
+                # is a 400 invalid_request for the OAuth endpoints.
+                return error_page(
+                    400,
+                    "Unsupported request body",
+                    "Send the parameters as application/x-www-form-urlencoded.",
+                )
             abort(415)
         for key, value in request.values.items(multi=True):
             if len(key) > 128 or len(value) > limit:

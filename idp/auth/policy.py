@@ -59,7 +59,14 @@ def decide(req: Request, client: ClientPolicy, session: SessionFacts | None, now
         return Decision("login", reason="no session")
     if "login" in req.prompt and not req.login_done:
         return Decision("login", reason="prompt=login")
-    if req.max_age is not None and now - session.auth_time > req.max_age:
+    # OIDC Core 3.1.2.1: re-authenticate when more than max_age seconds have passed;
+    # "max_age=0 is equivalent to prompt=login". A sign-in done inside this very
+    # request satisfies it (else a slow second between pages would loop forever).
+    if (
+        req.max_age is not None
+        and not req.login_done
+        and (req.max_age == 0 or now - session.auth_time > req.max_age)
+    ):
         return Decision("login", reason="max_age")
     if req.hinted_sub_mismatch:
         return Decision("login", reason="id_token_hint names another user")

@@ -35,6 +35,11 @@ class User(db.Model):
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Second-factor guessing: consecutive failures across all factors, and the lock.
+    mfa_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    mfa_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # WebAuthn user handle (random, never the email: WebAuthn L2 14.6.1).
+    webauthn_handle: Mapped[str | None] = mapped_column(String(128), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

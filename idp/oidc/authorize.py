@@ -27,7 +27,7 @@ from ..keys import TokenVerificationError
 from ..models import Consent, OAuthClient, User
 from ..services import services
 from ..web import allow_form_action, browser_id, current_session, current_user
-from .tokens import AuthContext
+from .tokens import AuthContext, is_id_token_header
 
 PROMPT_VALUES = {"none", "login", "consent", "select_account"}
 
@@ -85,9 +85,14 @@ def _server():
 def with_iss(resp: Response) -> Response:
     """RFC 9207: add ``iss`` to authorization responses sent to the client."""
     loc = resp.headers.get("Location")
-    if resp.status_code == 302 and loc and "iss=" not in loc.split("?", 1)[-1]:
-        from urllib.parse import quote
+    if resp.status_code != 302 or not loc:
+        return resp
+    from urllib.parse import parse_qsl, quote, urlsplit
 
+    # Look at parameter names, not substrings: a registered redirect URI may carry a
+    # query such as "?kiss=1", which must not suppress the parameter.
+    names = {k for k, _ in parse_qsl(urlsplit(loc).query, keep_blank_values=True)}
+    if "iss" not in names:
         sep = "&" if "?" in loc else "?"
         resp.headers["Location"] = f"{loc}{sep}iss={quote(services().settings.issuer, safe='')}"
     return resp
@@ -195,9 +200,11 @@ def check_id_token_hint(p: Pending) -> None:
         return
     svc = services()
     try:
-        _header, claims = svc.keys.verify_jwt(hint)
+        header, claims = svc.keys.verify_jwt(hint)
     except TokenVerificationError:
         raise p.fail("invalid_request", "id_token_hint is not a valid ID token.") from None
+    if not is_id_token_header(header):
+        raise p.fail("invalid_request", "id_token_hint is not an ID token.")
     aud = claims.get("aud")
     auds = aud if isinstance(aud, list) else [aud]
     if claims.get("iss") != svc.settings.issuer or p.client.client_id not in auds:

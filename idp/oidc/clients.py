@@ -4,12 +4,14 @@ admin pages and dynamic registration)."""
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
 from .. import audit
+from ..auth.assurance import ACR_LEVELS
 from ..extensions import db
 from ..models import OAuthClient
 from ..models.oauth import AUTH_METHODS, GRANT_TYPES
@@ -58,6 +60,30 @@ def check_redirect_uri(uri: str, *, field: str = "redirect URI") -> str:
             f"{field} {uri!r}: must use https (http is allowed only for localhost/127.0.0.1)"
         )
     raise ClientValidationError(f"{field} {uri!r}: must be an absolute https URL")
+
+
+# RFC 6749 A.1: client_id is *VSCHAR (printable ASCII); the column and every lookup
+# (query_client) stop at 64 characters.
+_CLIENT_ID = re.compile(r"[\x21-\x7e]{1,64}")
+
+
+def check_client_id(client_id: str) -> str:
+    if not _CLIENT_ID.fullmatch(client_id):
+        raise ClientValidationError(
+            f"client_id {client_id[:80]!r}: 1 to 64 printable ASCII characters, no spaces"
+        )
+    return client_id
+
+
+def check_default_acr(acr: str | None) -> str | None:
+    """An acr the provider knows; anything else would make every sign-in unmet."""
+    if acr is None:
+        return None
+    if acr not in ACR_LEVELS:
+        raise ClientValidationError(
+            f"default acr {acr!r}: unsupported value (allowed: {', '.join(ACR_LEVELS)})"
+        )
+    return acr
 
 
 def _check_choice(values: Iterable[str], allowed: Iterable[str], field: str) -> list[str]:
@@ -124,6 +150,9 @@ def create_client(
 ) -> tuple[OAuthClient, str | None]:
     """Register a client; returns it and its secret (shown once; only a hash is stored)."""
     data = normalize_metadata(**metadata)
+    if client_id is not None:
+        check_client_id(client_id)
+    check_default_acr(default_acr)
     client = OAuthClient(
         client_id=client_id or secrets.token_urlsafe(18),
         first_party=first_party,

@@ -36,6 +36,13 @@ class AuthContext:
     sid: str | None = None
 
 
+def is_id_token_header(header: dict[str, Any]) -> bool:
+    """ID tokens are signed without ``typ`` (or with ``JWT``); a token with another
+    ``typ``, such as an RFC 9068 ``at+jwt`` access token carrying the same ``iss``,
+    ``aud`` and ``sub``, must not pass for one (RFC 8725 3.11)."""
+    return header.get("typ", "JWT") == "JWT"
+
+
 def half_hash(value: str, alg: str) -> str:
     """``at_hash`` (OIDC Core 3.1.3.6): left half of the hash matching the JWS alg."""
     bits = alg[2:] if alg[:2] in ("RS", "ES", "PS") else "256"

@@ -26,7 +26,7 @@ from ..web import (
 )
 from . import authorize as pipeline
 from .server import AUTH_METHODS, SCOPES_SUPPORTED, query_client
-from .tokens import TokenService
+from .tokens import TokenService, is_id_token_header
 
 bp = Blueprint("oidc", __name__)
 
@@ -197,7 +197,12 @@ def consent() -> Response:
 @bp.post("/token")
 def token() -> Response:
     """Token endpoint (RFC 6749 3.2; OIDC Core 3.1.3)."""
-    resp = _server().create_token_response()
+    repeated = next((k for k in request.form if len(request.form.getlist(k)) > 1), None)
+    if repeated is not None:
+        # RFC 6749 3.2: parameters MUST NOT be included more than once (5.2).
+        resp = _json_error(400, "invalid_request", f"Repeated parameter {repeated[:40]!r}.")
+    else:
+        resp = _server().create_token_response()
     if resp.status_code >= 400:
         audit.record_now(
             "token.refused",
@@ -385,10 +390,10 @@ def _logout_hint_claims(hint: str) -> dict[str, Any] | None:
     younger than the absolute session lifetime (RP-Initiated Logout 1.0, section 4)."""
     svc = services()
     try:
-        _h, claims = svc.keys.verify_jwt(hint)
+        header, claims = svc.keys.verify_jwt(hint)
     except TokenVerificationError:
         return None
-    if claims.get("iss") != svc.settings.issuer:
+    if not is_id_token_header(header) or claims.get("iss") != svc.settings.issuer:
         return None
     iat = claims.get("iat")
     if not isinstance(iat, int) or time.time() - iat > svc.settings.session.absolute_timeout:

@@ -33,7 +33,11 @@ class CSRFProtect:
         if not token or not browser_id:
             raise CSRFError("missing")
         ts, _, mac = token.partition(".")
-        if not ts.isdigit() or not hmac.compare_digest(mac, self._mac(browser_id, ts)):
+        # Compare bytes: compare_digest raises TypeError on non-ASCII str (a 500 for a
+        # forged form field), and str.isdigit accepts digits int() does not.
+        if not (ts.isascii() and ts.isdigit()) or not hmac.compare_digest(
+            mac.encode("utf-8"), self._mac(browser_id, ts).encode("ascii")
+        ):
             raise CSRFError("invalid")
         age = (now if now is not None else time.time()) - int(ts)
         if age < -60 or age > self.max_age:

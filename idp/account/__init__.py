@@ -1,0 +1,1 @@
+"""Self-service account pages."""

@@ -1,0 +1,1 @@
+"""Second factors: one module per factor behind one protocol, and the enrollment policy."""

@@ -1,0 +1,76 @@
+"""The contract every second factor follows, and the exceptions of the MFA layer.
+
+Every verification walks one path (:meth:`idp.mfa.service.MFAService.verify`):
+check the lock and the rate limit -> the factor verifies -> a failure is counted ->
+replays are refused -> one-time values are burned atomically -> success resets the count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..models import Factor, User
+
+
+class MFAError(Exception):
+    """Base class; ``message`` is safe to show to the user."""
+
+    message = "That did not work. Try again."
+
+    def __init__(self, message: str | None = None, *, reason: str = ""):
+        super().__init__(message or self.message)
+        self.message = message or self.message
+        self.reason = reason or self.message
+
+
+class InvalidResponse(MFAError):
+    """Wrong code, bad signature, unknown credential: counts as a failed attempt."""
+
+    message = "That code is not right. Check it and try again."
+
+
+class Replayed(InvalidResponse):
+    """A one-time value that was already used."""
+
+    message = "That code was already used. Wait for a new one and try again."
+
+
+class SecondFactorLocked(MFAError):
+    """Too many failed attempts: the second-factor step is paused."""
+
+    message = "Too many failed attempts. Verification is paused for a while."
+
+    def __init__(self, retry_after: int):
+        super().__init__()
+        self.retry_after = retry_after
+
+
+class EnrollmentError(MFAError):
+    """The factor could not be set up (cap reached, expired set-up, bad response)."""
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A passed second factor: which one, and the RFC 8176 amr values it earned."""
+
+    factor: Factor
+    amr: tuple[str, ...]
+
+
+class FactorType(Protocol):
+    """One kind of second factor. Implementations live one per module in ``idp.mfa``."""
+
+    type: str  # "totp", "webauthn", "recovery"
+    display_name: str  # "Authenticator app"
+    description: str  # one sentence for the set-up list
+    first_factor: bool  # may be the user's first factor
+
+    def verify(self, user: User, factors: list[Factor], payload: dict[str, Any],
+               *, binding: str) -> Verified:  # fmt: skip
+        """Check the user's response against their active factors of this type.
+
+        ``binding`` ties challenge state to the browser session. Raise
+        :class:`InvalidResponse` (or :class:`Replayed`) on failure; never commit.
+        """
+        ...

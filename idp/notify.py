@@ -1,0 +1,53 @@
+"""Security notifications to the user's email (factor added or removed, lockouts, ...).
+
+A notification that cannot be delivered is logged and audited but never undoes the
+change it reports: the change is already committed and audited.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import render_template
+
+from . import audit
+from .delivery import DeliveryError, EmailMessage
+from .models import User
+from .services import services
+
+log = logging.getLogger("idp.notify")
+
+SUBJECTS = {
+    "factor_added": "A sign-in method was added to your account",
+    "factor_removed": "A sign-in method was removed from your account",
+    "mfa_locked": "Sign-in paused after failed verification attempts",
+    "mfa_reset": "Your sign-in methods were reset by the help desk",
+    "recovery_codes_new": "New recovery codes were created for your account",
+    "recovery_code_used": "A recovery code was used to sign in",
+    "recovery_codes_low": "You are running out of recovery codes",
+    "possible_clone": "A security key could not be trusted",
+}
+
+
+def notify(user: User, event: str, **context: Any) -> bool:
+    """Email *user* about *event*; returns False (and audits) when delivery failed."""
+    svc = services()
+    text = render_template(
+        f"email/{event}.txt", user=user, service_name=svc.settings.ui.service_name,
+        help_phone=svc.settings.ui.help_phone, help_hours=svc.settings.ui.help_hours,
+        **context,
+    )  # fmt: skip
+    message = EmailMessage(
+        to=user.email,
+        subject=f"{svc.settings.ui.service_name}: {SUBJECTS[event]}",
+        text=text,
+        purpose=f"notify.{event}",
+    )
+    try:
+        svc.email.send(message)
+    except DeliveryError as exc:
+        log.error("notification %s to user %s failed: %s", event, user.id, exc)
+        audit.record_now("notify.failed", outcome="failure", user_id=user.id, kind=event)
+        return False
+    return True

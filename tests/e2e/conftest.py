@@ -1,0 +1,439 @@
+"""Browser tests: the real provider in its own process, a tiny relying party, headless Chromium.
+
+- ``live_server``   ``idp db upgrade`` / ``users create`` / ``clients create`` / ``idp run`` on a
+                    free 127.0.0.1 port with a temporary SQLite database;
+- ``rp_server``     :mod:`tests.e2e.rp_app` on the port the client was registered with;
+- ``browser_page``  a fresh Chromium context and page per test (Debian's /usr/bin/chromium,
+                    never a downloaded build), with console messages, page errors and CSP
+                    violations collected in ``browser_log``.
+
+When a test fails, ``test-artifacts/`` receives ``<test>.png`` and ``<test>.html`` (the final
+page), ``<test>-NN-<step>.png`` for every :func:`snap` taken, ``<test>.console.txt`` and
+``<test>.provider.log``. Nothing is written for passing tests.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import need
+
+from .rp_app import RelyingParty, RPServer
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+E2E_DIR = Path(__file__).resolve().parent
+STARTUP_TIMEOUT = 20.0
+
+USER_EMAIL = "e2e.user@example.com"
+USER_NAME = "Eddie Tester"
+USER_PASSWORD = "browser tests need a long passphrase"
+
+
+# -- marks and reports -------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if E2E_DIR in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the item (``item.rep_setup``/``rep_call``/...)."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+def _failed(node) -> bool:
+    return any(
+        getattr(node, f"rep_{when}", None) is not None and getattr(node, f"rep_{when}").failed
+        for when in ("setup", "call")
+    )
+
+
+def _artifact_stem(node) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", node.name).strip("_")
+
+
+# -- the provider ------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _idp_command() -> str:
+    beside = Path(sys.executable).with_name("idp")
+    if beside.exists():
+        return str(beside)
+    fallback = PROJECT_ROOT / ".venv" / "bin" / "idp"
+    if fallback.exists():
+        return str(fallback)
+    found = shutil.which("idp")
+    if not found:
+        pytest.fail("the `idp` command is not installed (pip install -e .)")
+    return found
+
+
+@dataclass
+class LiveServer:
+    issuer: str
+    port: int
+    rp_port: int
+    email: str
+    password: str
+    name: str
+    client_id: str
+    client_secret: str
+    workdir: Path
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return self.issuer
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def create_user(self, email: str, password: str, name: str) -> None:
+        """Add a user to the running provider's database through the CLI."""
+        _run_cli(
+            self.env, self.workdir, "users", "create", "--email", email, "--name", name,
+            stdin=password + "\n",
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class User:
+    email: str
+    password: str
+    name: str
+
+
+def _run_cli(env: dict[str, str], cwd: Path, *args: str, stdin: str | None = None) -> str:
+    cmd = [_idp_command(), *args]
+    proc = subprocess.run(
+        cmd, env=env, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=60
+    )
+    if proc.returncode != 0:
+        pytest.fail(
+            f"`idp {' '.join(args)}` exited with {proc.returncode}\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+    return proc.stdout
+
+
+def _wait_until_up(server: LiveServer, proc: subprocess.Popen) -> None:
+    url = f"{server.issuer}/.well-known/openid-configuration"
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    last_error = "no attempt"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(
+                f"the provider exited with {proc.returncode} during start-up\n"
+                f"--- provider log ---\n{server.log()}"
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                meta = json.load(resp)
+            if meta.get("issuer") == server.issuer:
+                return
+            last_error = f"issuer is {meta.get('issuer')!r}"
+        except (OSError, ValueError) as exc:
+            last_error = repr(exc)
+        time.sleep(0.1)
+    pytest.fail(
+        f"the provider did not answer {url} within {STARTUP_TIMEOUT:.0f} s ({last_error})\n"
+        f"--- provider log ---\n{server.log()}"
+    )
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory, keys_dir) -> Iterator[LiveServer]:
+    """The real provider (``idp run``) as a separate process on a free port."""
+    workdir = tmp_path_factory.mktemp("live-idp")
+    port, rp_port = free_port(), free_port()
+    while rp_port == port:
+        rp_port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    rp_origin = f"http://127.0.0.1:{rp_port}"
+    # Only our settings: IDP_* from the caller's shell (e.g. the Makefile's IDP_ISSUER)
+    # must not leak into the provider under test.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
+    env.update(
+        IDP_ENV="test",
+        IDP_ISSUER=issuer,
+        IDP_DATABASE_URL=f"sqlite:///{workdir / 'idp.sqlite3'}",
+        IDP_KEYS_DIRECTORY=str(keys_dir),
+        IDP_PASSWORD_MEMORY_COST="1024",
+        IDP_PASSWORD_TIME_COST="1",
+        PYTHONUNBUFFERED="1",
+    )
+    _run_cli(env, workdir, "db", "upgrade")
+    client = json.loads(
+        _run_cli(
+            env,
+            workdir,
+            "clients",
+            "create",
+            "--name",
+            "E2E RP",
+            "--redirect-uri",
+            f"{rp_origin}/callback",
+            "--post-logout-redirect-uri",
+            f"{rp_origin}/",
+            "--json",
+        )
+    )
+    server = LiveServer(
+        issuer=issuer,
+        port=port,
+        rp_port=rp_port,
+        email=USER_EMAIL,
+        password=USER_PASSWORD,
+        name=USER_NAME,
+        client_id=client["client_id"],
+        client_secret=client["client_secret"],
+        workdir=workdir,
+        log_path=workdir / "provider.log",
+        env=env,
+    )
+    server.create_user(USER_EMAIL, USER_PASSWORD, USER_NAME)
+    with server.log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [_idp_command(), "run", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server.process = proc
+    try:
+        _wait_until_up(server, proc)
+        yield server
+    finally:
+        _stop(proc)
+
+
+_user_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def user(live_server) -> User:
+    """A user of its own for this test: no remembered consent, no failed attempts."""
+    n = next(_user_numbers)
+    u = User(f"e2e.{n}@example.com", f"passphrase number {n} for the browser", f"E2E User {n}")
+    live_server.create_user(u.email, u.password, u.name)
+    return u
+
+
+@pytest.fixture(scope="module")
+def rp_server(live_server) -> Iterator[RelyingParty]:
+    """The test relying party, on the port its redirect URI was registered with."""
+    rp = RelyingParty(
+        issuer=live_server.issuer,
+        client_id=live_server.client_id,
+        client_secret=live_server.client_secret,
+        port=live_server.rp_port,
+    )
+    server = RPServer(rp).start()
+    try:
+        yield rp
+    finally:
+        server.stop()
+
+
+# -- the browser -------------------------------------------------------------------
+
+
+@dataclass
+class BrowserLog:
+    """What the page reported: console messages, uncaught errors, CSP violations."""
+
+    console: list[dict[str, Any]] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    csp_violations: list[dict[str, Any]] = field(default_factory=list)
+    failed_requests: list[str] = field(default_factory=list)
+
+    @property
+    def console_errors(self) -> list[dict[str, Any]]:
+        return [m for m in self.console if m["type"] in ("error", "assert")]
+
+    def problems(self) -> list[str]:
+        out = [f"console {m['type']}: {m['text']} ({m['url']})" for m in self.console_errors]
+        out += [f"page error: {e}" for e in self.page_errors]
+        out += [
+            f"CSP violation on {v.get('documentURI')}: {v.get('effectiveDirective')} "
+            f"blocked {v.get('blockedURI')!r} ({v.get('disposition')})"
+            for v in self.csp_violations
+        ]
+        return out
+
+    def dump(self) -> str:
+        lines = [f"[{m['type']}] {m['text']} ({m['url']})" for m in self.console]
+        lines += [f"[pageerror] {e}" for e in self.page_errors]
+        lines += [f"[csp] {json.dumps(v, sort_keys=True)}" for v in self.csp_violations]
+        lines += [f"[requestfailed] {r}" for r in self.failed_requests]
+        return "\n".join(lines) + "\n"
+
+
+# Runs in every document before its own scripts. Injected over the DevTools protocol, so
+# the page's CSP (script-src 'self') does not apply to it; it reports through a binding.
+_CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__e2eCspViolation({
+    documentURI: e.documentURI, blockedURI: e.blockedURI,
+    effectiveDirective: e.effectiveDirective, violatedDirective: e.violatedDirective,
+    originalPolicy: e.originalPolicy, disposition: e.disposition,
+    sourceFile: e.sourceFile, lineNumber: e.lineNumber,
+  });
+});
+"""
+
+# page -> [(step name, png bytes)], written to test-artifacts only if the test fails.
+_SNAPSHOTS: dict[Any, list[tuple[str, bytes]]] = {}
+
+
+def snap(page, name: str) -> None:
+    """Screenshot a step; kept in memory and saved only when the test fails."""
+    shots = _SNAPSHOTS.get(page)
+    if shots is None:  # a page not made by browser_page
+        return
+    try:
+        shots.append((name, page.screenshot(full_page=True)))
+    except Exception as exc:  # a failed screenshot must not fail the step
+        shots.append((f"{name}-screenshot-failed-{type(exc).__name__}", b""))
+
+
+@pytest.fixture(scope="session")
+def browser():
+    need("browser", os.path.exists(CHROMIUM), f"{CHROMIUM} is not installed")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        need("browser", False, f"the playwright package is missing ({exc})")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def browser_log() -> BrowserLog:
+    return BrowserLog()
+
+
+@pytest.fixture
+def browser_page(request, browser, browser_log):
+    """A page in a fresh browser context (no cookies shared between tests)."""
+    context = browser.new_context(viewport={"width": 1000, "height": 800}, locale="en-US")
+    context.set_default_timeout(10_000)
+    context.set_default_navigation_timeout(15_000)
+    context.expose_function(
+        "__e2eCspViolation", lambda v: browser_log.csp_violations.append(dict(v))
+    )
+    context.add_init_script(_CSP_LISTENER)
+    page = context.new_page()
+
+    def on_console(msg) -> None:
+        loc = msg.location or {}
+        browser_log.console.append({"type": msg.type, "text": msg.text, "url": loc.get("url")})
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda err: browser_log.page_errors.append(str(err)))
+    page.on(
+        "requestfailed",
+        lambda req: browser_log.failed_requests.append(f"{req.method} {req.url}: {req.failure}"),
+    )
+    _SNAPSHOTS[page] = []
+    _clear_artifacts(request.node)
+    try:
+        yield page
+    finally:
+        shots = _SNAPSHOTS.pop(page, [])
+        if _failed(request.node):
+            _save_artifacts(request, page, shots, browser_log)
+        context.close()
+
+
+def _clear_artifacts(node) -> None:
+    """Remove what an earlier failed run of this test left, so artifacts are never stale."""
+    if not ARTIFACTS.is_dir():
+        return
+    stem = _artifact_stem(node)
+    mine = re.compile(
+        rf"{re.escape(stem)}(-\d\d-.*\.png|\.png|\.html|\.console\.txt|\.provider\.log)"
+    )
+    for path in ARTIFACTS.iterdir():
+        if mine.fullmatch(path.name):
+            path.unlink(missing_ok=True)
+
+
+def _save_artifacts(request, page, shots, log: BrowserLog) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    stem = _artifact_stem(request.node)
+    for i, (name, png) in enumerate(shots, 1):
+        if png:
+            step = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+            (ARTIFACTS / f"{stem}-{i:02d}-{step}.png").write_bytes(png)
+    try:
+        page.screenshot(path=str(ARTIFACTS / f"{stem}.png"), full_page=True)
+        (ARTIFACTS / f"{stem}.html").write_text(
+            f"<!-- {page.url} -->\n{page.content()}", encoding="utf-8"
+        )
+    except Exception as exc:
+        (ARTIFACTS / f"{stem}.html").write_text(f"<!-- page not readable: {exc!r} -->\n")
+    (ARTIFACTS / f"{stem}.console.txt").write_text(log.dump(), encoding="utf-8")
+    if "live_server" in request.fixturenames:
+        server = request.getfixturevalue("live_server")
+        (ARTIFACTS / f"{stem}.provider.log").write_text(server.log(), encoding="utf-8")

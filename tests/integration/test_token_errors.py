@@ -1,0 +1,647 @@
+"""The token endpoint with bad input (RFC 6749 5.2, 4.1.3, 6; RFC 7636 4.6; RFC 7523).
+
+Every refusal is a JSON error with ``Cache-Control: no-store``, issues nothing, and is
+audited; replays revoke what the replayed credential had issued.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from jwcrypto import jwk
+
+from clients.mockrp import MockRP, OAuthError
+from clients.mockrp.transport import FlaskTransport
+from tests.conftest import PASSWORD
+
+ISS = "http://localhost"
+RP_CB = "https://rp.example.com/cb"
+RP_CB2 = "https://rp.example.com/other-cb"
+SCOPE = "openid profile email offline_access"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+# -- helpers -------------------------------------------------------------------------
+
+
+def new_rp(client, client_id: str, secret: str | None, redirect_uri: str = RP_CB, **kw) -> MockRP:
+    return MockRP(
+        ISS, client_id, redirect_uri, client_secret=secret, transport=FlaskTransport(client), **kw
+    )
+
+
+def count(app, model_name: str, **filters) -> int:
+    from idp import models
+    from idp.extensions import db
+
+    model = getattr(models, model_name)
+    with app.app_context():
+        return db.session.query(model).filter_by(**filters).count()
+
+
+def events(app, name: str) -> list[tuple[str, str | None, dict]]:
+    from idp.extensions import db
+    from idp.models import AuditEvent
+
+    with app.app_context():
+        rows = db.session.execute(
+            db.select(AuditEvent).filter_by(event=name).order_by(AuditEvent.id)
+        ).scalars()
+        return [(r.outcome, r.client_id, dict(r.details or {})) for r in rows]
+
+
+def refused(app, error: str) -> bool:
+    return any(
+        outcome == "failure" and details.get("error") == error
+        for outcome, _, details in events(app, "token.refused")
+    )
+
+
+def post_token(client, data, **kw):
+    return client.post("/token", data=data, **kw)
+
+
+def assert_json_error(resp, status: int, error: str) -> dict:
+    assert resp.status_code == status, resp.get_data(as_text=True)
+    assert resp.mimetype == "application/json"
+    body = resp.get_json()
+    assert body["error"] == error
+    assert "no-store" in resp.headers.get("Cache-Control", "")
+    return body
+
+
+def token_error(exc_info, status: int, error: str) -> OAuthError:
+    exc = exc_info.value
+    assert (exc.status, exc.error) == (status, error), exc
+    return exc
+
+
+@pytest.fixture
+def rp(app, client, make_client, make_user):
+    make_user()
+    client_id, secret = make_client()
+    return new_rp(client, client_id, secret)
+
+
+@pytest.fixture
+def other_rp(app, make_client):
+    """Another confidential client, in its own browser."""
+    client_id, secret = make_client(name="Other RP")
+    return new_rp(app.test_client(), client_id, secret)
+
+
+# -- client authentication --------------------------------------------------------------
+
+
+def test_wrong_client_secret(app, rp):
+    result = rp.sign_in("ada@example.com", PASSWORD, scope=SCOPE)
+    impostor = new_rp(app.test_client(), rp.client_id, "not-the-secret")
+    with pytest.raises(OAuthError) as exc_info:
+        impostor.exchange_code(result)
+    exc = token_error(exc_info, 401, "invalid_client")
+    assert "error" in exc.body
+    assert count(app, "RefreshToken") == 0
+    assert refused(app, "invalid_client")
+    # Nothing was consumed: the real client still redeems the code.
+    tokens = rp.exchange_code(result)
+    assert tokens.refresh_token and count(app, "RefreshToken") == 1
+
+
+def test_wrong_client_secret_has_www_authenticate(app, client, rp):
+    resp = post_token(
+        client,
+        {"grant_type": "authorization_code", "code": "x", "redirect_uri": RP_CB},
+        auth=(rp.client_id, "wrong"),
+    )
+    assert_json_error(resp, 401, "invalid_client")
+    assert resp.headers["WWW-Authenticate"].startswith("Basic ")
+
+
+def test_unknown_client(app, client, rp):
+    resp = post_token(
+        client,
+        {"grant_type": "authorization_code", "code": "x", "redirect_uri": RP_CB},
+        auth=("no-such-client", "secret"),
+    )
+    assert_json_error(resp, 401, "invalid_client")
+    assert resp.headers["WWW-Authenticate"].startswith("Basic ")
+    resp = post_token(
+        client,
+        {
+            "grant_type": "authorization_code",
+            "code": "x",
+            "client_id": "nope",
+            "client_secret": "s",
+        },
+    )
+    assert resp.status_code in (400, 401)
+    assert resp.get_json()["error"] == "invalid_client"
+
+
+def test_no_client_authentication(app, client, rp):
+    resp = post_token(client, {"grant_type": "authorization_code", "code": "x"})
+    assert_json_error(resp, 401, "invalid_client")
+
+
+def test_confidential_client_cannot_skip_its_secret(app, client, rp):
+    result = rp.sign_in("ada@example.com", PASSWORD, scope=SCOPE)
+    resp = post_token(
+        client,
+        {
+            "grant_type": "authorization_code",
+            "code": result.code,
+            "redirect_uri": RP_CB,
+            "code_verifier": result.code_verifier,
+            "client_id": rp.client_id,
+        },
+    )
+    assert_json_error(resp, 401, "invalid_client")
+    assert count(app, "RefreshToken") == 0
+
+
+def test_client_secret_post(app, client, make_client, make_user):
+    make_user()
+    client_id, secret = make_client(auth_method="client_secret_post")
+    rp = new_rp(client, client_id, secret, auth_method="client_secret_post")
+    result = rp.sign_in("ada@example.com", PASSWORD, scope=SCOPE)
+    tokens = rp.exchange_code(result)
+    assert rp.verify_id_token(tokens.id_token, nonce=result.nonce)["aud"] == client_id
+    assert rp.introspect(tokens.access_token)["active"] is True
+    # The registered method only: HTTP Basic is refused for this client.
+    basic = new_rp(app.test_client(), client_id, secret)
+    with pytest.raises(OAuthError) as exc_info:
+        basic.refresh(tokens.refresh_token)
+    token_error(exc_info, 401, "invalid_client")
+
+
+# -- grant types ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("grant_type", ["password", "implicit", "urn:example:nope", ""])
+def test_unsupported_grant_type(app, client, rp, grant_type):
+    resp = post_token(
+        client,
+        {"grant_type": grant_type, "username": "ada@example.com", "password": PASSWORD},
+        auth=(rp.client_id, rp.client_secret),
+    )
+    assert_json_error(resp, 400, "unsupported_grant_type")
+    assert count(app, "RefreshToken") == 0
+    assert refused(app, "unsupported_grant_type")
+
+
+def test_missing_grant_type(app, client, rp):
+    resp = post_token(client, {"code": "x"}, auth=(rp.client_id, rp.client_secret))
+    assert_json_error(resp, 400, "unsupported_grant_type")
+
+
+def test_missing_code(app, client, rp):
+    resp = post_token(
+        client,
+        {"grant_type": "authorization_code", "redirect_uri": RP_CB},
+        auth=(rp.client_id, rp.client_secret),
+    )
+    assert_json_error(resp, 400, "invalid_request")
+
+
+@pytest.mark.parametrize("code", ["", "garbage", "x" * 500])
+def test_unknown_code(app, client, rp, code):
+    resp = post_token(
+        client,
+        {"grant_type": "authorization_code", "code": code, "redirect_uri": RP_CB},
+        auth=(rp.client_id, rp.client_secret),
+    )
+    assert_json_error(resp, 400, "invalid_grant")
+    assert refused(app, "invalid_grant")
+
+
+# -- authorization codes ----------------------------------------------------------------
+
+
+def test_code_reuse_revokes_what_it_issued(app, rp):
+    """RFC 6749 4.1.2: a code used twice is refused, and the tokens it issued revoked."""
+    result = rp.sign_in("ada@example.com", PASSWORD, scope=SCOPE)
+    tokens = rp.exchange_code(result)
+    assert rp.introspect(tokens.access_token)["active"] is True
+    assert rp.userinfo(tokens.access_token)["email"] == "ada@example.com"
+    with pytest.raises(OAuthError) as exc_info:
+        rp.exchange_code(result)
+    token_error(exc_info, 400, "invalid_grant")
+    assert rp.introspect(tokens.access_token) == {"active": False}
+    assert rp.introspect(tokens.refresh_token) == {"active": False}
+    with pytest.raises(OAuthError) as exc_info:
+        rp.userinfo(tokens.access_token)
+    token_error(exc_info, 401, "invalid_token")
+    with pytest.raises(OAuthError) as exc_info:
+        rp.refresh(tokens.refresh_token)
+    token_error(exc_info, 400, "invalid_grant")
+    assert count(app, "RefreshToken") == 1  # only the first exchange's token
+    assert count(app, "RefreshToken", revoked_at=None) == 0
+    assert [e[1] for e in events(app, "token.code_reuse")] == [rp.client_id]
+    assert refused(app, "invalid_grant")
+
+
+def _expire_codes(app) -> None:
+    from idp.extensions import db
+    from idp.models import AuthorizationCode
+    from idp.models.base import utcnow
+
+    with app.app_context():
+        for row in db.session.query(AuthorizationCode):
+            row.expires_at = utcnow() - timedelta(seconds=1)
+        db.session.commit()
+
+
+def test_expired_code(app, rp):
+    result = rp.sign_in("ada@example.com", PASSWORD, scope=SCOPE)
+    _expire_codes(app)
+    with pytest.raises(OAuthError) as exc_info:
+        rp.exchange_code(result)
+    token_error(exc_info, 400, "invalid_grant")
+    assert count(app, "RefreshToken") == 0
+    assert count(app, "AuthorizationCode", used_at=None) == 1
+
+
+def test_code_expires_after_code_ttl(app, rp, settings):
+    from idp.extensions import db
+    from idp.models import AuthorizationCode
+
+    result = rp.sign_in("ada@example.com", PASSWORD, scope=SCOPE)
+    with app.app_context():
+        row = db.session.query(AuthorizationCode).one()
+        lifetime = (row.expires_at - row.created_at).total_seconds()
+    assert abs(lifetime - settings.tokens.code_ttl) < 5
+    assert settings.tokens.code_ttl <= 600  # RFC 6749 4.1.2: ten minutes at most
+    assert rp.exchange_code(result).access_token
+
+
+def test_code_of_another_client(app, rp, other_rp):
+    """RFC 6749 4.1.3: the code must have been issued to the authenticated client. The
+    code is not burnt by the other client's attempt: the rightful client still redeems it."""
+    result = rp.sign_in("ada@example.com", PASSWORD, scope=SCOPE)
+    with pytest.raises(OAuthError) as exc_info:
+        other_rp.exchange_code(result, redirect_uri=RP_CB)
+    token_error(exc_info, 400, "invalid_grant")
+    assert count(app, "RefreshToken") == 0
+    assert any(
+        d.get("reason") == "code_of_another_client" and c == other_rp.client_id
+        for _, c, d in events(app, "token.refused")
+    )
+    tokens = rp.exchange_code(result)
+    assert rp.verify_id_token(tokens.id_token, nonce=result.nonce)["aud"] == rp.client_id
+
+
+def test_code_with_a_different_redirect_uri(app, client, make_client, make_user):
+    make_user()
+    client_id, secret = make_client(redirect_uris=[RP_CB, RP_CB2])
+    rp = new_rp(client, client_id, secret)
+    result = rp.sign_in("ada@example.com", PASSWORD, scope=SCOPE)
+    with pytest.raises(OAuthError) as exc_info:
+        rp.exchange_code(result, redirect_uri=RP_CB2)
+    token_error(exc_info, 400, "invalid_grant")
+    with pytest.raises(OAuthError) as exc_info:
+        rp.exchange_code(result, redirect_uri=RP_CB + "/")
+    token_error(exc_info, 400, "invalid_grant")
+    assert count(app, "RefreshToken") == 0
+    assert count(app, "AuthorizationCode", used_at=None) == 1
+
+
+def test_code_without_redirect_uri(app, client, rp):
+    result = rp.sign_in("ada@example.com", PASSWORD, scope=SCOPE)
+    resp = post_token(
+        client,
+        {
+            "grant_type": "authorization_code",
+            "code": result.code,
+            "code_verifier": result.code_verifier,
+        },
+        auth=(rp.client_id, rp.client_secret),
+    )
+    assert_json_error(resp, 400, "invalid_grant")
+    assert count(app, "RefreshToken") == 0
+
+
+def test_pkce_wrong_verifier(app, rp):
+    result = rp.sign_in("ada@example.com", PASSWORD, scope=SCOPE)
+    with pytest.raises(OAuthError) as exc_info:
+        rp.exchange_code(result, code_verifier="w" * 64)
+    token_error(exc_info, 400, "invalid_grant")
+    assert count(app, "RefreshToken") == 0
+    assert refused(app, "invalid_grant")
+
+
+def test_pkce_missing_verifier(app, rp):
+    result = rp.sign_in("ada@example.com", PASSWORD, scope=SCOPE)
+    with pytest.raises(OAuthError) as exc_info:
+        rp.exchange_code(result, code_verifier=None)
+    token_error(exc_info, 400, "invalid_request")
+    assert count(app, "RefreshToken") == 0
+
+
+def test_pkce_malformed_verifier(app, rp):
+    result = rp.sign_in("ada@example.com", PASSWORD, scope=SCOPE)
+    with pytest.raises(OAuthError) as exc_info:
+        rp.exchange_code(result, code_verifier="short")
+    token_error(exc_info, 400, "invalid_request")
+
+
+def test_verifier_without_challenge(app, client, make_client, make_user):
+    """RFC 9700 4.8.2: a code_verifier for a code requested without PKCE is refused."""
+    make_user()
+    client_id, secret = make_client()
+    rp = new_rp(client, client_id, secret, use_pkce=False)
+    result = rp.sign_in("ada@example.com", PASSWORD, scope=SCOPE)
+    with pytest.raises(OAuthError) as exc_info:
+        rp.exchange_code(result, code_verifier="v" * 43)
+    token_error(exc_info, 400, "invalid_request")
+    assert rp.exchange_code(result).access_token  # without a verifier it works
+
+
+def test_public_client_code_flow(app, client, make_client, make_user):
+    make_user()
+    client_id, _ = make_client(auth_method="none")
+    rp = new_rp(client, client_id, None, auth_method="none")
+    result = rp.sign_in("ada@example.com", PASSWORD, scope=SCOPE)
+    with pytest.raises(OAuthError) as exc_info:
+        rp.exchange_code(result, code_verifier=None)
+    token_error(exc_info, 400, "invalid_request")
+    tokens = rp.exchange_code(result)
+    assert tokens.id_token and tokens.refresh_token
+
+
+# -- refresh tokens ----------------------------------------------------------------------
+
+
+def test_refresh_token_reuse_revokes_the_family(app, rp):
+    """OAuth 2.0 Security BCP (RFC 9700 4.14.2): a rotated refresh token presented
+    again revokes every token of its family, the newest included."""
+    result = rp.sign_in("ada@example.com", PASSWORD, scope=SCOPE)
+    first = rp.exchange_code(result)
+    second = rp.refresh(first.refresh_token)
+    third = rp.refresh(second.refresh_token)
+    assert rp.introspect(third.access_token)["active"] is True
+    with pytest.raises(OAuthError) as exc_info:
+        rp.refresh(first.refresh_token)
+    token_error(exc_info, 400, "invalid_grant")
+    with pytest.raises(OAuthError) as exc_info:
+        rp.refresh(third.refresh_token)
+    token_error(exc_info, 400, "invalid_grant")
+    for tokens in (first, second, third):
+        assert rp.introspect(tokens.access_token) == {"active": False}
+    with pytest.raises(OAuthError) as exc_info:
+        rp.userinfo(third.access_token)
+    token_error(exc_info, 401, "invalid_token")
+    assert count(app, "RefreshToken") == 3
+    assert count(app, "RefreshToken", revoked_at=None) == 0
+    reuse = events(app, "token.refresh_reuse")
+    assert len(reuse) == 1
+    assert reuse[0][0] == "failure" and reuse[0][1] == rp.client_id
+    assert reuse[0][2]["revoked"] == 3  # every row of the family is marked revoked
+
+
+def test_refresh_token_of_another_client(app, rp, other_rp):
+    tokens = rp.exchange_code(rp.sign_in("ada@example.com", PASSWORD, scope=SCOPE))
+    with pytest.raises(OAuthError) as exc_info:
+        other_rp.refresh(tokens.refresh_token)
+    token_error(exc_info, 400, "invalid_grant")
+    assert count(app, "RefreshToken") == 1
+    # Still the rightful client's.
+    assert rp.refresh(tokens.refresh_token).refresh_token
+
+
+def test_unknown_and_missing_refresh_token(app, client, rp):
+    auth = (rp.client_id, rp.client_secret)
+    resp = post_token(client, {"grant_type": "refresh_token", "refresh_token": "nope"}, auth=auth)
+    assert_json_error(resp, 400, "invalid_grant")
+    resp = post_token(client, {"grant_type": "refresh_token"}, auth=auth)
+    assert_json_error(resp, 400, "invalid_request")
+
+
+def test_refresh_cannot_widen_scope(app, rp):
+    tokens = rp.exchange_code(rp.sign_in("ada@example.com", PASSWORD, scope=SCOPE))
+    with pytest.raises(OAuthError) as exc_info:
+        rp.refresh(tokens.refresh_token, scope="openid phone")
+    token_error(exc_info, 400, "invalid_scope")
+    assert rp.refresh(tokens.refresh_token, scope="openid email").scope == "openid email"
+
+
+def test_expired_refresh_token(app, rp):
+    from idp.extensions import db
+    from idp.models import RefreshToken
+    from idp.models.base import utcnow
+
+    tokens = rp.exchange_code(rp.sign_in("ada@example.com", PASSWORD, scope=SCOPE))
+    with app.app_context():
+        row = db.session.query(RefreshToken).one()
+        row.expires_at = utcnow() - timedelta(seconds=1)
+        db.session.commit()
+    with pytest.raises(OAuthError) as exc_info:
+        rp.refresh(tokens.refresh_token)
+    token_error(exc_info, 400, "invalid_grant")
+    assert count(app, "RefreshToken") == 1
+
+
+# -- malformed requests ---------------------------------------------------------------------
+
+
+def test_json_body(app, client, rp):
+    """RFC 6749 3.2: parameters are form-encoded; a JSON body carries none of them."""
+    from clients.mockrp.transport import basic_auth_header
+
+    resp = client.post(
+        "/token",
+        data=json.dumps({"grant_type": "client_credentials"}),
+        content_type="application/json",
+        headers={"Authorization": basic_auth_header(rp.client_id, rp.client_secret)},
+    )
+    assert_json_error(resp, 400, "unsupported_grant_type")
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "error"),
+    [
+        (
+            b"grant_type=authorization_code&code=%zz&&&==",
+            "application/x-www-form-urlencoded",
+            "invalid_grant",
+        ),
+        (b"\xff\xfe\x00junk", "application/x-www-form-urlencoded", "unsupported_grant_type"),
+        (b"grant_type", "application/x-www-form-urlencoded", "unsupported_grant_type"),
+        (b"{not json", "application/json", "unsupported_grant_type"),
+        (b"grant_type=client_credentials", "text/plain", "invalid_request"),
+        (b"<xml/>", "application/xml", "invalid_request"),
+    ],
+)
+def test_junk_bodies(app, client, rp, body, content_type, error):
+    from clients.mockrp.transport import basic_auth_header
+
+    resp = client.post(
+        "/token",
+        data=body,
+        content_type=content_type,
+        headers={"Authorization": basic_auth_header(rp.client_id, rp.client_secret)},
+    )
+    assert_json_error(resp, 400, error)
+    assert count(app, "RefreshToken") == 0
+
+
+def test_get_is_not_allowed(app, client):
+    resp = client.get("/token?grant_type=client_credentials")
+    assert resp.status_code == 405
+    assert resp.mimetype == "application/json"
+    assert resp.get_json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize("repeated", ["code", "redirect_uri", "code_verifier", "grant_type"])
+def test_repeated_parameter(app, client, rp, repeated):
+    """RFC 6749 3.2 and 5.2: a repeated parameter is invalid_request, and the code it
+    carried is not redeemed."""
+    from urllib.parse import urlencode
+
+    from clients.mockrp.transport import basic_auth_header
+
+    result = rp.sign_in("ada@example.com", PASSWORD, scope=SCOPE)
+    params = {
+        "grant_type": "authorization_code",
+        "code": result.code,
+        "redirect_uri": RP_CB,
+        "code_verifier": result.code_verifier,
+    }
+    pairs = [*params.items(), (repeated, params[repeated])]
+    resp = client.post(
+        "/token",
+        data=urlencode(pairs),
+        content_type="application/x-www-form-urlencoded",
+        headers={"Authorization": basic_auth_header(rp.client_id, rp.client_secret)},
+    )
+    assert_json_error(resp, 400, "invalid_request")
+    assert count(app, "RefreshToken") == 0
+    assert refused(app, "invalid_request")
+    assert rp.exchange_code(result).access_token  # not burnt by the bad request
+
+
+# -- client credentials ---------------------------------------------------------------------
+
+
+GRANTS = ["authorization_code", "refresh_token", "client_credentials"]
+
+
+def test_client_credentials(app, client, make_client):
+    client_id, secret = make_client(grant_types=GRANTS)
+    rp = new_rp(client, client_id, secret)
+    tokens = rp.client_credentials()
+    assert tokens.id_token is None and tokens.refresh_token is None
+    assert "refresh_token" not in tokens.raw and "id_token" not in tokens.raw
+    assert tokens.token_type == "Bearer"
+    claims = rp.verify_access_token(tokens.access_token)
+    assert claims["sub"] == client_id
+    assert "openid" not in claims["scope"].split()
+    assert "offline_access" not in claims["scope"].split()
+    assert rp.introspect(tokens.access_token)["active"] is True
+    assert count(app, "RefreshToken") == 0
+    # No user: no userinfo.
+    with pytest.raises(OAuthError) as exc_info:
+        rp.userinfo(tokens.access_token)
+    assert exc_info.value.status == 403
+
+
+def test_client_credentials_with_openid_scope(app, client, make_client):
+    client_id, secret = make_client(grant_types=GRANTS)
+    rp = new_rp(client, client_id, secret)
+    with pytest.raises(OAuthError) as exc_info:
+        rp.client_credentials(scope="openid profile")
+    token_error(exc_info, 400, "invalid_scope")
+
+
+def test_client_credentials_not_registered(app, rp):
+    with pytest.raises(OAuthError) as exc_info:
+        rp.client_credentials()
+    token_error(exc_info, 400, "unauthorized_client")
+
+
+def test_client_credentials_refused_for_public_client(app, client, make_client):
+    """RFC 6749 4.4: confidential clients only. A public client cannot authenticate."""
+    client_id, _ = make_client(auth_method="none")
+    rp = new_rp(client, client_id, None, auth_method="none")
+    with pytest.raises(OAuthError) as exc_info:
+        rp.client_credentials()
+    token_error(exc_info, 401, "invalid_client")
+    assert refused(app, "invalid_client")
+
+
+# -- private_key_jwt --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client_key() -> dict:
+    key = jwk.JWK.generate(kty="EC", crv="P-256", kid="rp-key-1", alg="ES256", use="sig")
+    return json.loads(key.export_private())
+
+
+@pytest.fixture
+def jwt_rp(app, client, make_client, make_user, client_key):
+    make_user()
+    public = {k: v for k, v in client_key.items() if k != "d"}
+    client_id, secret = make_client(
+        auth_method="private_key_jwt", jwks={"keys": [public]}, grant_types=GRANTS
+    )
+    assert secret is None
+    return new_rp(
+        client, client_id, None, auth_method="private_key_jwt", private_key_jwk=client_key
+    )
+
+
+def test_private_key_jwt(app, jwt_rp):
+    result = jwt_rp.sign_in("ada@example.com", PASSWORD, scope=SCOPE)
+    tokens = jwt_rp.exchange_code(result)
+    jwt_rp.verify_id_token(tokens.id_token, nonce=result.nonce, access_token=tokens.access_token)
+    assert jwt_rp.refresh(tokens.refresh_token).access_token
+    assert jwt_rp.client_credentials().refresh_token is None
+    assert jwt_rp.introspect(tokens.access_token)["active"] is True
+
+
+def _assertion_post(client, rp: MockRP, assertion: str):
+    return post_token(
+        client,
+        {
+            "grant_type": "client_credentials",
+            "client_id": rp.client_id,
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": assertion,
+        },
+    )
+
+
+def test_private_key_jwt_replay_is_refused(app, client, jwt_rp):
+    assertion = jwt_rp.client_assertion()
+    assert _assertion_post(client, jwt_rp, assertion).status_code == 200
+    resp = _assertion_post(client, jwt_rp, assertion)
+    body = assert_json_error(resp, resp.status_code, "invalid_client")
+    assert resp.status_code in (400, 401)
+    assert "access_token" not in body
+
+
+def test_private_key_jwt_wrong_audience(app, client, jwt_rp):
+    resp = _assertion_post(client, jwt_rp, jwt_rp.client_assertion(audience="https://elsewhere"))
+    assert resp.get_json()["error"] == "invalid_client"
+    assert resp.status_code in (400, 401)
+
+
+def test_private_key_jwt_unregistered_key(app, client, jwt_rp):
+    other = json.loads(jwk.JWK.generate(kty="EC", crv="P-256", kid="rp-key-1").export_private())
+    forger = new_rp(
+        client, jwt_rp.client_id, None, auth_method="private_key_jwt", private_key_jwk=other
+    )
+    resp = _assertion_post(client, forger, forger.client_assertion())
+    assert resp.get_json()["error"] == "invalid_client"
+    assert resp.status_code in (400, 401)
+
+
+def test_private_key_jwt_client_cannot_use_a_secret(app, client, jwt_rp):
+    resp = post_token(
+        client,
+        {"grant_type": "client_credentials"},
+        auth=(jwt_rp.client_id, "anything"),
+    )
+    assert_json_error(resp, 401, "invalid_client")
