@@ -8,9 +8,11 @@ PORT   ?= 5000
 HOST   ?= 127.0.0.1
 STAMP  := $(VENV)/.installed
 
-export IDP_ISSUER ?= http://$(HOST):$(PORT)
-export IDP_SERVER_PORT ?= $(PORT)
-export IDP_SERVER_HOST ?= $(HOST)
+# The embedded default, for `make run` only (tests set their own settings).
+run: export IDP_ISSUER ?= http://$(HOST):$(PORT)
+run: export IDP_SERVER_PORT ?= $(PORT)
+run: export IDP_SERVER_HOST ?= $(HOST)
+run: export IDP_MFA_ENFORCE_FROM ?= $(shell date -u -d '+30 days' +%F 2>/dev/null)
 
 .PHONY: run test lint format venv clean
 

@@ -68,6 +68,9 @@ def make_settings(tmp_path: Path, keys_dir: Path, **sections) -> Settings:
         database=replace(base.database, url=f"sqlite:///{tmp_path / 'idp.sqlite3'}"),
         keys=replace(base.keys, directory=str(keys_dir)),
         password=replace(base.password, memory_cost=1024, time_cost=1),
+        delivery=replace(base.delivery, outbox=str(tmp_path / "outbox.jsonl")),
+        # The protocol tests run with MFA off; MFA tests turn it on explicitly.
+        mfa=replace(base.mfa, required=False),
     )
     for name, values in sections.items():
         s = replace(s, **{name: replace(getattr(s, name), **values)})

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..security.crypto import hash_token
 from ..store import Store
+from .assurance import amr_for
 
 # Only refresh the idle timer when it has moved by this much: a store write per page
 # view buys nothing.
@@ -32,7 +33,7 @@ class BrowserSession:
     created_at: int
     last_seen: int
     auth_time: int  # time of the last authentication event (OIDC Core 2, auth_time)
-    amr: list[str] = field(default_factory=list)
+    amr: list[str] = field(default_factory=list)  # RFC 8176 values earned so far
     # method -> time it last passed in this session, e.g. {"pwd": 1700000000}
     methods: dict[str, int] = field(default_factory=dict)
     key: str = ""  # store key suffix (hash of the cookie value); not persisted
@@ -89,8 +90,10 @@ class SessionManager:
         method: str,
         *,
         previous: BrowserSession | None = None,
+        amr: tuple[str, ...] | list[str] = (),
     ) -> tuple[str, BrowserSession]:
-        """Record that *method* passed and return a NEW cookie value (session id rotation).
+        """Record that *method* (``"pwd"`` or a factor type) passed, with the RFC 8176
+        *amr* values it earned, and return a NEW cookie value (session id rotation).
 
         Passing the previous session of the same user keeps its methods (a second
         factor after the password); a different user starts from nothing.
@@ -105,10 +108,11 @@ class SessionManager:
             last_seen=now,
             auth_time=now,
             methods=dict(keep.methods) if keep else {},
+            amr=list(keep.amr) if keep else [],
             key=hash_token(cookie),
         )
         s.methods[method] = now
-        s.amr = sorted(s.methods)
+        s.amr = amr_for(s.methods, [*s.amr, *(amr or ((method,) if method == "pwd" else ()))])
         if previous is not None:
             self._delete(previous)
         self._save(s, now)

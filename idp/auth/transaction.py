@@ -25,20 +25,27 @@ class Transaction:
     browser: str
     params: dict[str, str]
     created_at: int
-    # Steps already completed inside this transaction (e.g. "login" for prompt=login).
+    # Steps already completed inside this transaction (e.g. "login" for prompt=login,
+    # "mfa:totp" for a factor that passed, "mfa_postponed").
     done: list[str] = field(default_factory=list)
+    # The parsed policy inputs of the request (acr, max_age, prompt, hinted sub), so
+    # later steps can re-evaluate the policy without re-parsing the request.
+    policy: dict[str, Any] = field(default_factory=dict)
 
 
 class TransactionStore:
     def __init__(self, store: Store):
         self.store = store
 
-    def create(self, params: dict[str, str], browser_id: str) -> Transaction:
+    def create(
+        self, params: dict[str, str], browser_id: str, policy: dict[str, Any] | None = None
+    ) -> Transaction:
         txn = Transaction(
             id=secrets.token_urlsafe(24),
             browser=hash_token(browser_id),
             params=params,
             created_at=int(time.time()),
+            policy=policy or {},
         )
         self.save(txn)
         return txn

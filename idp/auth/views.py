@@ -6,7 +6,14 @@ from flask import Blueprint, Response, redirect, render_template, request, url_f
 
 from ..security.ratelimit import RateLimited
 from ..services import services
-from ..web import allow_form_action, browser_id, current_session, set_session_cookie, validate_csrf
+from ..web import (
+    allow_form_action,
+    browser_id,
+    current_session,
+    current_user,
+    set_session_cookie,
+    validate_csrf,
+)
 from .service import AccountDisabled, LoginFailed, authenticate_password
 
 bp = Blueprint("auth", __name__)
@@ -17,9 +24,22 @@ GENERIC_FAILURE = (
 )
 
 
+# Where a sign-in without a transaction may continue (never a URL from the request).
+NEXT_PAGES = {"account": "account.security"}
+
+
 def _render(txn_id: str | None, email: str = "", error: str | None = None, status: int = 200):
+    nxt = request.values.get("next")
     return Response(
-        render_template("signin.html", txn=txn_id, email=email, error=error), status=status
+        render_template(
+            "signin.html",
+            txn=txn_id,
+            email=email,
+            error=error,
+            next=nxt if nxt in NEXT_PAGES else None,
+            reauth=bool(request.values.get("reauth")),
+        ),
+        status=status,
     )
 
 
@@ -32,6 +52,9 @@ def signin() -> Response:
         allow_form_action(txn.params.get("redirect_uri", ""))
     if request.method == "GET":
         hint = txn.params.get("login_hint", "") if txn else ""
+        user = current_user()
+        if request.args.get("reauth") and user is not None:
+            hint = user.email
         return _render(txn_id, email=hint if "@" in hint else "")
 
     validate_csrf()
@@ -64,4 +87,5 @@ def signin() -> Response:
             txn.done.append("login")
         svc.transactions.save(txn)
         return redirect(url_for("oidc.resume", txn=txn.id))
-    return redirect(url_for("oidc.home"))
+    nxt = request.form.get("next")
+    return redirect(url_for(NEXT_PAGES[nxt]) if nxt in NEXT_PAGES else url_for("oidc.home"))

@@ -24,14 +24,9 @@ import datetime as _dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..auth.assurance import ACR_AAL1, ACR_LEVELS, ACR_MFA, level_index
+from ..auth.assurance import ACR_AAL1, ACR_LEVELS, ACR_MFA, FACTOR_LEVELS, level_index
+from ..auth.assurance import achieved as _achieved
 
-# Factor type -> the acr level it reaches together with a password (DESIGN: acr table).
-FACTOR_LEVELS: Mapping[str, str] = {
-    "totp": "http://idmanagement.gov/ns/assurance/aal/2",
-    "recovery": "http://idmanagement.gov/ns/assurance/aal/2",
-    "webauthn": "http://idmanagement.gov/ns/assurance/aal/2?phishing_resistant=true",
-}
 # Recovery codes count for the MFA rule but are never set up as the first factor.
 NOT_FIRST = frozenset({"recovery"})
 
@@ -54,7 +49,11 @@ class Request:
     hinted_sub_mismatch: bool = False
     postponed: bool = False  # "Remind me later" chosen in this transaction
     recommend_dismissed: bool = False  # "Not now" on the second-factor recommendation
-    mfa_in_txn: bool = False  # a second factor passed or was set up in this transaction
+    passed_in_txn: frozenset[str] = frozenset()  # factor types passed/set up in this transaction
+
+    @property
+    def mfa_in_txn(self) -> bool:
+        return bool(self.passed_in_txn)
 
 
 @dataclass(frozen=True)
@@ -90,16 +89,9 @@ def _level(acr: str) -> int:
     return level_index(acr)
 
 
-def achieved(methods: Mapping[str, int], levels: Mapping[str, str] = FACTOR_LEVELS) -> str | None:
+def achieved(methods: Mapping[str, int]) -> str | None:
     """The highest acr the passed methods reach (``None`` without a password)."""
-    if "pwd" not in methods:
-        return None
-    best = ACR_AAL1
-    for method in methods:
-        level = levels.get(method)
-        if level is not None and _level(level) > _level(best):
-            best = level
-    return best
+    return _achieved(methods)
 
 
 def _final_acr(requested: list[str], methods: Mapping[str, int]) -> str:
@@ -125,6 +117,9 @@ def decide(
         return Decision("login", reason="no session")
     if "login" in req.prompt and not req.login_done:
         return Decision("login", reason="prompt=login")
+    # OIDC Core 3.1.2.1: "max_age=0 is equivalent to prompt=login".
+    if req.max_age == 0 and not req.login_done:
+        return Decision("login", reason="max_age=0")
     if req.hinted_sub_mismatch:
         return Decision("login", reason="id_token_hint names another user")
 
@@ -144,11 +139,15 @@ def decide(
     need = min(candidates, key=_level) if candidates else floor
 
     def fresh(method: str) -> bool:
+        # A factor that passed inside this very request satisfies max_age (otherwise a
+        # slow second between pages would loop forever).
+        if method in req.passed_in_txn:
+            return method in session.methods
         at = session.methods.get(method)
         return at is not None and (req.max_age is None or now - at <= req.max_age)
 
     if _level(need) == _level(ACR_AAL1):
-        if req.max_age is not None and now - session.auth_time > req.max_age:
+        if req.max_age is not None and not req.login_done and now - session.auth_time > req.max_age:
             return Decision("login", reason="max_age")
         if mfa.required and not has_factor and not req.postponed:
             offer = tuple(sorted(mfa.allowed - NOT_FIRST))
@@ -167,11 +166,11 @@ def decide(
             return Decision(
                 "enroll", reason="MFA is required", factors=tuple(sorted(mfa.allowed - NOT_FIRST))
             )
-        return _finish(req, requested, session, user, mfa)
+        return _finish(req, known, session, user, mfa)
 
     qualifying = {t for t in mfa.allowed if _level(FACTOR_LEVELS.get(t, ACR_AAL1)) >= _level(need)}
     if any(fresh(t) for t in qualifying):
-        return _finish(req, requested, session, user, mfa)
+        return _finish(req, known, session, user, mfa)
     usable = user.factor_types & qualifying
     if usable:
         return Decision(

@@ -85,8 +85,8 @@ def _pass(ctx: Ctx, method: str, amr: tuple[str, ...]) -> None:
     set_session_cookie(cookie)
     ctx.session = session
     if ctx.txn is not None:
-        if "mfa" not in ctx.txn.done:
-            ctx.txn.done.append("mfa")
+        if f"mfa:{method}" not in ctx.txn.done:
+            ctx.txn.done.append(f"mfa:{method}")
         services().transactions.save(ctx.txn)
 
 
@@ -128,7 +128,7 @@ def setup() -> Response:
     ctx = _ctx()
     if isinstance(ctx, Response):
         return ctx
-    from ..oidc.authorize import evaluate
+    from ..auth.flow import evaluate
 
     decision = evaluate(ctx.txn) if ctx.txn else None
     facts = _mfa().facts(ctx.user)
@@ -153,7 +153,7 @@ def postpone() -> Response:
     ctx = _ctx()
     if isinstance(ctx, Response):
         return ctx
-    from ..oidc.authorize import evaluate
+    from ..auth.flow import evaluate
 
     decision = evaluate(ctx.txn) if ctx.txn else None
     if decision is None or decision.step != "enroll" or not decision.optional:
@@ -319,9 +319,6 @@ def recovery_done() -> Response:
     if isinstance(ctx, Response):
         return ctx
     services().store.delete(f"recovery:show:{ctx.session.sid}")
-    if ctx.txn is not None and "mfa" not in ctx.txn.done:
-        ctx.txn.done.append("mfa")
-        services().transactions.save(ctx.txn)
     return redirect(ctx.done_url())
 
 
@@ -366,7 +363,7 @@ def challenge() -> Response:
     facts = mfa.facts(ctx.user)
     allowed = [t for t in mfa.registry if t in facts.factor_types]
     if ctx.txn is not None and not request.values.get("reauth"):
-        from ..oidc.authorize import evaluate
+        from ..auth.flow import evaluate
 
         decision = evaluate(ctx.txn)
         if decision is not None and decision.step == "challenge":

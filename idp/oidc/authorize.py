@@ -9,7 +9,6 @@ id_token_hint, the sign-in policy and consent.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,8 +18,7 @@ from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from flask import Response, redirect, render_template, url_for
 
 from .. import audit
-from ..auth import policy
-from ..auth.assurance import amr_for
+from ..auth.flow import PolicyInputs, next_step
 from ..auth.transaction import Transaction
 from ..extensions import db
 from ..keys import TokenVerificationError
@@ -220,9 +218,9 @@ CHECKS = (check_request_objects, check_prompt, check_max_age, check_acr, check_i
 # -- the pipeline ------------------------------------------------------------
 
 
-def _start_txn(p: Pending) -> Transaction:
+def _start_txn(p: Pending, inputs: PolicyInputs) -> Transaction:
     if p.txn is None:
-        p.txn = services().transactions.create(dict(p.params), browser_id())
+        p.txn = services().transactions.create(dict(p.params), browser_id(), inputs.to_dict())
     return p.txn
 
 
@@ -256,54 +254,67 @@ def run(oauth: OAuth2Request, txn: Transaction | None = None) -> Response:
         return error_response(oauth, err)
 
 
+def _inputs(p: Pending) -> PolicyInputs:
+    return PolicyInputs(
+        acr_values=p.acr_values,
+        acr_essential=p.acr_essential,
+        max_age=p.max_age,
+        prompt=tuple(sorted(p.prompt)),
+        hinted_sub=p.hinted_sub,
+    )
+
+
+# Policy steps that need a page, and the page that handles each.
+STEP_PAGES = {
+    "login": "auth.signin",
+    "enroll": "mfa.setup",
+    "challenge": "mfa.challenge",
+    "recommend": "mfa.recommend",
+}
+
+
 def _decide(p: Pending) -> Response:
     svc = services()
-    session = current_session()
-    user = current_user()
-    if user is None:
-        session = None
-    now = int(time.time())
-    decision = policy.decide(
-        policy.Request(
-            acr_values=p.acr_values,
-            acr_essential=p.acr_essential,
-            max_age=p.max_age,
-            prompt=frozenset(p.prompt),
-            login_done=p.txn is not None and "login" in p.txn.done,
-            hinted_sub_mismatch=bool(p.hinted_sub and user and p.hinted_sub != user.sub),
-        ),
-        policy.ClientPolicy(require_mfa=p.client.require_mfa, default_acr=p.client.default_acr),
-        policy.SessionFacts(session.auth_time, frozenset(session.methods)) if session else None,
-        now,
-    )
-    if decision.step == "login":
+    inputs = _inputs(p)
+    decision = next_step(inputs, p.client, p.txn)
+    if decision.step == "recommend" and "none" in p.prompt:
+        decision = next_step(inputs, p.client, p.txn, skip_recommendation=True)
+    if decision.step in STEP_PAGES:
         if "none" in p.prompt:
-            raise p.fail("login_required", "The user must sign in.")
-        txn = _start_txn(p)
+            # OIDC Core 3.1.2.6: no page may be shown with prompt=none.
+            if decision.step in ("login", "challenge"):
+                raise p.fail("login_required", "The user must sign in.")
+            raise p.fail("interaction_required", "The user must set up a second factor.")
+        txn = _start_txn(p, inputs)
         allow_form_action(p.redirect_uri)
-        return redirect(url_for("auth.signin", txn=txn.id))
+        return redirect(url_for(STEP_PAGES[decision.step], txn=txn.id))
     if decision.step == "unmet":
         raise p.fail(
             "unmet_authentication_requirements",
             "The requested authentication level cannot be met for this user.",
         )
+    session, user = current_session(), current_user()
     assert session is not None and user is not None
     scope = p.grant.request.scope
     if _consent_needed(p, user, scope):
         if "none" in p.prompt:
             raise p.fail("consent_required", "The user must approve this application.")
-        txn = _start_txn(p)
+        txn = _start_txn(p, inputs)
         return redirect(url_for("oidc.consent", txn=txn.id))
 
     p.oauth.auth_context = AuthContext(
         auth_time=session.auth_time,
         acr=decision.acr,
-        amr=tuple(amr_for(set(session.methods))),
+        amr=tuple(session.amr),
         sid=session.sid,
     )
     resp = _server().create_authorization_response(request=p.oauth, grant_user=user, grant=p.grant)
     audit.record_now(
-        "authorization.granted", user_id=user.id, client_id=p.client.client_id, acr=decision.acr
+        "authorization.granted",
+        user_id=user.id,
+        client_id=p.client.client_id,
+        acr=decision.acr,
+        amr=list(session.amr),
     )
     if p.txn is not None:
         svc.transactions.finish(p.txn)

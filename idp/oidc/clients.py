@@ -154,7 +154,8 @@ def create_client(
         check_client_id(client_id)
     check_default_acr(default_acr)
     client = OAuthClient(
-        client_id=client_id or secrets.token_urlsafe(18),
+        # Hex: never starts with "-" (an option to a command line) and needs no escaping.
+        client_id=client_id or secrets.token_hex(16),
         first_party=first_party,
         require_mfa=require_mfa,
         default_acr=default_acr,

@@ -10,7 +10,7 @@ from authlib.oauth2.base import OAuth2Error
 from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request
 
 from .. import audit
-from ..auth.assurance import ACR_LEVELS, SECOND_FACTOR_LEVELS, level_index
+from ..auth.assurance import reachable
 from ..extensions import db
 from ..keys import TokenVerificationError
 from ..models import Consent, OAuthClient, User
@@ -61,8 +61,7 @@ def _json_error(status: int, error: str, description: str, **headers: str) -> Re
 
 def achievable_acr_values() -> list[str]:
     """acr values this deployment can actually reach with the factors it offers."""
-    top = max([level_index(v) for v in SECOND_FACTOR_LEVELS.values()] + [0])
-    return list(ACR_LEVELS[: top + 1])
+    return reachable(services().settings.mfa.allowed_factors)
 
 
 @bp.get("/.well-known/openid-configuration")

@@ -196,7 +196,13 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory, keys_dir) -> Iterator[LiveServer]:
+def live_server_env() -> dict[str, str]:
+    """Extra IDP_* settings for this module's provider (override in a test module)."""
+    return {"IDP_MFA_REQUIRED": "false"}
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory, keys_dir, live_server_env) -> Iterator[LiveServer]:
     """The real provider (``idp run``) as a separate process on a free port."""
     workdir = tmp_path_factory.mktemp("live-idp")
     port, rp_port = free_port(), free_port()
@@ -214,8 +220,10 @@ def live_server(tmp_path_factory, keys_dir) -> Iterator[LiveServer]:
         IDP_KEYS_DIRECTORY=str(keys_dir),
         IDP_PASSWORD_MEMORY_COST="1024",
         IDP_PASSWORD_TIME_COST="1",
+        IDP_DELIVERY_OUTBOX=str(workdir / "outbox.jsonl"),
         PYTHONUNBUFFERED="1",
     )
+    env.update(live_server_env)
     _run_cli(env, workdir, "db", "upgrade")
     client = json.loads(
         _run_cli(

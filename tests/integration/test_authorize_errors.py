@@ -300,26 +300,32 @@ def test_unsupported_response_type_keeps_registered_query(app, client, make_clie
 
 
 def test_unreachable_acr_after_sign_in(app, rp):
-    result = rp.sign_in("ada@example.com", PASSWORD, acr_values=ACR_MFA)
+    result = rp.sign_in("ada@example.com", PASSWORD, acr_values="urn:example:acr:gold")
     assert result.error == "unmet_authentication_requirements"
     assert result.code is None and result.iss == ISS
     assert count_codes(app) == 0
     assert events(app, "login.success")  # the password step did run
 
 
-def test_unreachable_essential_acr_in_claims(app, rp):
-    claims = {"id_token": {"acr": {"essential": True, "values": [ACR_MFA]}}}
-    result = rp.sign_in("ada@example.com", PASSWORD, claims=claims)
-    assert result.error == "unmet_authentication_requirements"
+def test_mfa_acr_for_a_user_without_factors_leads_to_set_up(app, rp):
+    with pytest.raises(MockRPError, match="/mfa/setup"):
+        rp.sign_in("ada@example.com", PASSWORD, acr_values=ACR_MFA)
     assert count_codes(app) == 0
 
 
-def test_client_requiring_mfa_is_unmet(app, client, make_client, make_user):
+def test_essential_acr_in_claims_leads_to_set_up(app, rp):
+    claims = {"id_token": {"acr": {"essential": True, "values": [ACR_MFA]}}}
+    with pytest.raises(MockRPError, match="/mfa/setup"):
+        rp.sign_in("ada@example.com", PASSWORD, claims=claims)
+    assert count_codes(app) == 0
+
+
+def test_client_requiring_mfa_leads_to_set_up(app, client, make_client, make_user):
     make_user()
     client_id, secret = make_client(require_mfa=True)
     rp = new_rp(client, client_id, secret)
-    result = rp.sign_in("ada@example.com", PASSWORD)
-    assert result.error == "unmet_authentication_requirements"
+    with pytest.raises(MockRPError, match="/mfa/setup"):
+        rp.sign_in("ada@example.com", PASSWORD)
     assert count_codes(app) == 0
 
 

@@ -29,7 +29,12 @@ class CLI:
         self.root = root
         self.db = root / "x.sqlite3"
         self.keys = root / "keys"
-        env = {k: v for k, v in os.environ.items() if k != "IDP_CONFIG"}
+        # Settings come only from what each test sets, never from the calling shell.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("IDP_") or k == "IDP_TEST_REQUIRE"
+        }
         env.pop("WEB_CONCURRENCY", None)
         env.update(
             IDP_DATABASE_URL=f"sqlite:///{self.db}",

@@ -115,14 +115,15 @@ def test_reauthentication_does_not_extend_the_absolute_timeout(mgr, clock):
 def test_rotation_keeps_the_sid_for_the_same_user(mgr, clock):
     old_cookie, first = mgr.establish(7, "pwd")
     clock.advance(60)
-    new_cookie, second = mgr.establish(7, "otp", previous=mgr.load(old_cookie))
+    new_cookie, second = mgr.establish(7, "totp", previous=mgr.load(old_cookie), amr=("otp",))
     assert new_cookie != old_cookie
     assert mgr.load(old_cookie) is None
     loaded = mgr.load(new_cookie)
     assert loaded.sid == first.sid
     assert loaded.created_at == T0 and loaded.auth_time == T0 + 60
-    assert loaded.methods == {"pwd": T0, "otp": T0 + 60}
-    assert loaded.amr == ["otp", "pwd"]
+    assert loaded.methods == {"pwd": T0, "totp": T0 + 60}
+    # RFC 8176: the factor's own value, the password's, and "mfa" for the combination.
+    assert loaded.amr == ["mfa", "otp", "pwd"]
     assert mgr.count_for(7) == 1
 
 

@@ -1,0 +1,89 @@
+"""Where the sign-in transaction stands: the policy evaluated for one request.
+
+The protocol layer (``idp.oidc``) parses the authorization request into
+:class:`PolicyInputs` and asks :func:`next_step`; the second-factor pages ask
+:func:`evaluate` for a stored transaction. Both see the same decision, computed by the
+pure :func:`idp.mfa.policy.decide` from the session, the user's factors and the clock.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from flask import current_app
+
+from ..extensions import db
+from ..mfa import policy
+from ..models import OAuthClient
+from ..services import services
+from ..web import current_session, current_user
+from .transaction import Transaction
+
+
+@dataclass(frozen=True)
+class PolicyInputs:
+    acr_values: tuple[str, ...] = ()
+    acr_essential: bool = False
+    max_age: int | None = None
+    prompt: tuple[str, ...] = ()
+    hinted_sub: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PolicyInputs:
+        return cls(
+            acr_values=tuple(data.get("acr_values") or ()),
+            acr_essential=bool(data.get("acr_essential")),
+            max_age=data.get("max_age"),
+            prompt=tuple(data.get("prompt") or ()),
+            hinted_sub=data.get("hinted_sub"),
+        )
+
+
+def next_step(
+    inputs: PolicyInputs,
+    client: OAuthClient,
+    txn: Transaction | None,
+    *,
+    skip_recommendation: bool = False,
+) -> policy.Decision:
+    """The policy decision for this browser, user and request, now."""
+    svc = services()
+    session, user = current_session(), current_user()
+    if user is None:
+        session = None
+    done = set(txn.done) if txn is not None else set()
+    facts = current_app.extensions["idp.mfa"].facts(user) if user else policy.UserFacts()
+    return policy.decide(
+        policy.Request(
+            acr_values=inputs.acr_values,
+            acr_essential=inputs.acr_essential,
+            max_age=inputs.max_age,
+            prompt=frozenset(inputs.prompt),
+            login_done="login" in done,
+            hinted_sub_mismatch=bool(inputs.hinted_sub and user and inputs.hinted_sub != user.sub),
+            postponed="mfa_postponed" in done,
+            recommend_dismissed=skip_recommendation or "recommend_dismissed" in done,
+            passed_in_txn=frozenset(d[4:] for d in done if d.startswith("mfa:")),
+        ),
+        policy.ClientPolicy(require_mfa=client.require_mfa, default_acr=client.default_acr),
+        policy.SessionFacts(session.auth_time, dict(session.methods)) if session else None,
+        facts,
+        policy.settings_from(svc.settings.mfa),
+        int(time.time()),
+    )
+
+
+def evaluate(txn: Transaction) -> policy.Decision | None:
+    """Re-evaluate a stored transaction (None when its client is gone)."""
+    client_id = txn.params.get("client_id")
+    client = db.session.execute(
+        db.select(OAuthClient).filter_by(client_id=client_id, disabled=False)
+    ).scalar_one_or_none()
+    if client is None:
+        return None
+    return next_step(PolicyInputs.from_dict(txn.policy), client, txn)

@@ -1,0 +1,68 @@
+"""Second factors end to end through the sign-in transaction."""
+
+from __future__ import annotations
+
+import pytest
+
+from clients.mockrp import MockRP
+from clients.mockrp.transport import FlaskTransport
+from tests.conftest import PASSWORD, make_settings
+from tests.integration.mfa_helpers import (
+    get,
+    link,
+    path_of,
+    setup_secret,
+    submit,
+    totp_code,
+    walk,
+)
+
+EMAIL = "ada@example.com"
+CB = "https://rp.example.com/cb"
+AAL1 = "http://idmanagement.gov/ns/assurance/aal/1"
+MFA = "urn:idp:acr:mfa"
+AAL2 = "http://idmanagement.gov/ns/assurance/aal/2"
+
+
+@pytest.fixture
+def settings(tmp_path, keys_dir):
+    return make_settings(tmp_path, keys_dir, mfa={"required": True, "enforce_from": ""})
+
+
+@pytest.fixture
+def rp_factory(app, make_client, make_user):
+    make_user()
+    client_id, secret = make_client(first_party=True)
+
+    def new_rp() -> MockRP:  # a new browser (own cookie jar) each time
+        return MockRP("http://localhost", client_id, CB, client_secret=secret,
+                      transport=FlaskTransport(app.test_client()))  # fmt: skip
+
+    return new_rp
+
+
+def finish(rp: MockRP, resp):
+    result = rp.resume(resp, email=EMAIL, password=PASSWORD)
+    assert result.code, result
+    tokens = rp.exchange_code(result)
+    return rp.verify_id_token(tokens.id_token, nonce=result.nonce, access_token=tokens.access_token)
+
+
+def enroll_totp(rp: MockRP, resp):
+    assert path_of(resp) == "/mfa/setup", resp.url
+    page = get(rp, link(resp, "/mfa/setup/totp"))
+    secret = setup_secret(page)
+    resp = submit(rp, page, {"code": totp_code(secret), "label": "Phone"})
+    return secret, resp
+
+
+def test_forced_totp_enrollment_then_tokens_say_mfa(rp_factory):
+    rp = rp_factory()
+    resp = walk(rp, rp.start(), email=EMAIL, password=PASSWORD)
+    secret, resp = enroll_totp(rp, resp)
+    resp = walk(rp, resp, email=EMAIL, password=PASSWORD)
+    assert path_of(resp) == "/mfa/recommend"
+    resp = submit(rp, resp, button=("choice", "skip"))
+    claims = finish(rp, resp)
+    assert claims["acr"] == AAL2
+    assert claims["amr"] == ["mfa", "otp", "pwd"]
