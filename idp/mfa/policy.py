@@ -144,7 +144,9 @@ def decide(
         if method in req.passed_in_txn:
             return method in session.methods
         at = session.methods.get(method)
-        return at is not None and (req.max_age is None or now - at <= req.max_age)
+        # prompt=login asks for a new authentication: earlier factors do not count.
+        max_age = 0 if "login" in req.prompt else req.max_age
+        return at is not None and (max_age is None or now - at <= max_age)
 
     if _level(need) == _level(ACR_AAL1):
         if req.max_age is not None and not req.login_done and now - session.auth_time > req.max_age:

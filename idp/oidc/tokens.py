@@ -35,6 +35,19 @@ class AuthContext:
     amr: tuple[str, ...] = ()
     sid: str | None = None
 
+    def claims(self) -> dict[str, Any]:
+        """``auth_time``, ``acr``, ``amr`` and ``sid``, where known (OIDC Core 2)."""
+        out: dict[str, Any] = {}
+        if self.auth_time is not None:
+            out["auth_time"] = self.auth_time
+        if self.acr:
+            out["acr"] = self.acr
+        if self.amr:
+            out["amr"] = list(self.amr)
+        if self.sid:
+            out["sid"] = self.sid
+        return out
+
 
 def is_id_token_header(header: dict[str, Any]) -> bool:
     """ID tokens are signed without ``typ`` (or with ``JWT``); a token with another
@@ -74,14 +87,8 @@ class TokenService:
             "scope": scope,
         }
         if user is not None:
-            if ctx.auth_time is not None:
-                claims["auth_time"] = ctx.auth_time
-            if ctx.acr:
-                claims["acr"] = ctx.acr
-            if ctx.amr:
-                claims["amr"] = list(ctx.amr)
-            if ctx.sid:
-                claims["sid"] = ctx.sid
+            # RFC 9068 2.2.1: the authentication facts travel in the access token too.
+            claims.update(ctx.claims())
         return self.svc.keys.sign_jwt(claims, typ=ACCESS_TOKEN_TYP), jti, ttl
 
     def is_revoked(self, jti: str) -> bool:
@@ -111,16 +118,9 @@ class TokenService:
             "iat": now,
             "exp": now + self.settings.tokens.id_token_ttl,
         }
-        if ctx.auth_time is not None:
-            claims["auth_time"] = ctx.auth_time
+        claims.update(ctx.claims())
         if nonce:
             claims["nonce"] = nonce
-        if ctx.acr:
-            claims["acr"] = ctx.acr
-        if ctx.amr:
-            claims["amr"] = list(ctx.amr)
-        if ctx.sid:
-            claims["sid"] = ctx.sid
         if access_token:
             claims["at_hash"] = half_hash(access_token, self.svc.keys.alg)
         return self.svc.keys.sign_jwt(claims)
