@@ -13,6 +13,8 @@ run: export IDP_ISSUER ?= http://$(HOST):$(PORT)
 run: export IDP_SERVER_PORT ?= $(PORT)
 run: export IDP_SERVER_HOST ?= $(HOST)
 run: export IDP_MFA_ENFORCE_FROM ?= $(shell date -u -d '+30 days' +%F 2>/dev/null)
+run: export IDP_UI_HELP_PHONE ?= 877-577-5331
+run: export IDP_UI_HELP_HOURS ?= 9 a.m. to 5:30 p.m. Eastern, Monday to Friday
 
 .PHONY: run test lint format venv clean
 
@@ -32,6 +34,7 @@ run: $(STAMP)
 	@echo "  provider   $(IDP_ISSUER)"
 	@echo "  discovery  $(IDP_ISSUER)/.well-known/openid-configuration"
 	@echo "  sign in    $(IDP_ISSUER)/signin"
+	@echo "  security   $(IDP_ISSUER)/account/security"
 	@echo
 	$(BIN)/idp run
 
