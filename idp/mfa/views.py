@@ -95,6 +95,11 @@ def _offers(types) -> list[Any]:
     return [registry[t] for t in registry if t in types]
 
 
+def _within(age: int | None, window: int) -> bool:
+    """True when a method passed, and no more than *window* seconds ago (0 counts)."""
+    return age is not None and age <= window
+
+
 def _reauth_needed(ctx: Ctx) -> Response | None:
     """Safe enrollment: the first factor needs a recent password; adding another (or
     changing one) needs a recent second factor."""
@@ -111,9 +116,7 @@ def _reauth_needed(ctx: Ctx) -> Response | None:
                 return redirect(url_for("auth.signin", txn=ctx.txn.id, reauth=1))
             return redirect(url_for("auth.signin", next="account", reauth=1))
         return None
-    recent = [
-        t for t in facts.factor_types if (ctx.session.method_age(t, now) or window + 1) <= window
-    ]
+    recent = [t for t in facts.factor_types if _within(ctx.session.method_age(t, now), window)]
     if not recent:
         return redirect(url_for("mfa.challenge", reauth=1, **ctx.args))
     return None
@@ -278,12 +281,40 @@ def _setup_recovery(ctx: Ctx, impl) -> Response:
     from ..notify import notify
 
     notify(ctx.user, "recovery_codes_new")
-    # Keep the codes (encrypted) just long enough to offer them as a download.
+    if ctx.txn is not None and "mfa:recovery" not in ctx.txn.done:
+        ctx.txn.done.append("mfa:recovery")
+        svc.transactions.save(ctx.txn)
+    # Keep the codes (encrypted) just long enough to show them and offer the download;
+    # redirect so that reloading the page does not create (and silently swap) a new set.
     svc.store.set(
         f"recovery:show:{ctx.session.sid}",
         svc.secrets.encrypt("\n".join(codes), context=f"recovery:{ctx.user.id}").encode(),
         600,
     )
+    return redirect(url_for("mfa.recovery_codes", **ctx.args))
+
+
+def _pending_codes(user: User, session: BrowserSession) -> list[str] | None:
+    svc = services()
+    raw = svc.store.get(f"recovery:show:{session.sid}")
+    if raw is None:
+        return None
+    return svc.secrets.decrypt(raw.decode(), context=f"recovery:{user.id}").split("\n")
+
+
+@bp.get("/recovery/codes")
+def recovery_codes() -> Response:
+    """The new recovery codes, until the user confirms they saved them."""
+    ctx = _ctx()
+    if isinstance(ctx, Response):
+        return ctx
+    codes = _pending_codes(ctx.user, ctx.session)
+    if codes is None:
+        return error_page(
+            410,
+            "Codes no longer shown",
+            "Recovery codes are shown only once. Create new codes if you did not save them.",
+        )
     return Response(render_template("mfa/recovery_setup.html", codes=codes, ctx_args=ctx.args))
 
 
@@ -293,22 +324,24 @@ def recovery_download() -> Response:
     user, session = current_user(), current_session()
     if user is None or session is None:
         abort(403)
-    raw = svc.store.get(f"recovery:show:{session.sid}")
-    if raw is None:
+    codes = _pending_codes(user, session)
+    if codes is None:
         return error_page(
             410,
             "Codes no longer available",
             "Recovery codes are shown only once. Create new codes if you did not save them.",
         )
-    codes = svc.secrets.decrypt(raw.decode(), context=f"recovery:{user.id}")
     text = (
         f"{svc.settings.ui.service_name} recovery codes for {user.email}\n"
-        "Each code works once.\n\n" + codes + "\n"
+        "Each code works once.\n\n" + "\n".join(codes) + "\n"
     )
     return Response(
         text,
         mimetype="text/plain",
-        headers={"Content-Disposition": 'attachment; filename="recovery-codes.txt"'},
+        headers={
+            "Content-Disposition": 'attachment; filename="recovery-codes.txt"',
+            "Cache-Control": "no-store",
+        },
     )
 
 
@@ -388,7 +421,18 @@ def challenge() -> Response:
         except SecondFactorLocked as exc:
             return _locked(exc)
         except RateLimited as exc:
-            error, status = f"Too many attempts. Wait {exc.retry_after} seconds and try again.", 429
+            resp = Response(
+                render_template(
+                    "mfa/challenge.html",
+                    kind=kind,
+                    error=f"Too many attempts. Wait {exc.retry_after} seconds and try again.",
+                    others=[mfa.registry[t] for t in allowed if t != kind],
+                    ctx_args=ctx.args,
+                ),
+                status=429,
+            )
+            resp.headers["Retry-After"] = str(exc.retry_after)
+            return resp
         except InvalidResponse as exc:
             error, status = exc.message, 400
             db.session.refresh(ctx.user)

@@ -1,11 +1,17 @@
 """Browser tests: the real provider in its own process, a tiny relying party, headless Chromium.
 
 - ``live_server``   ``idp db upgrade`` / ``users create`` / ``clients create`` / ``idp run`` on a
-                    free 127.0.0.1 port with a temporary SQLite database;
+                    free 127.0.0.1 port with a temporary SQLite database; a module sets its
+                    settings by overriding ``live_server_env`` and its host name (e.g.
+                    ``"localhost"`` for WebAuthn) by overriding ``live_server_host``; a module
+                    that needs another provider too uses :func:`run_provider`/:func:`run_rp`;
 - ``rp_server``     :mod:`tests.e2e.rp_app` on the port the client was registered with;
 - ``browser_page``  a fresh Chromium context and page per test (Debian's /usr/bin/chromium,
                     never a downloaded build), with console messages, page errors and CSP
-                    violations collected in ``browser_log``.
+                    violations collected in ``browser_log``;
+- ``virtual_authenticator``  a CTAP2 platform authenticator (resident keys, user
+                    verification) attached to ``browser_page`` over the DevTools protocol;
+- :func:`page_basics`  the accessibility smoke of a page: one ``<h1>``, every control named.
 
 When a test fails, ``test-artifacts/`` receives ``<test>.png`` and ``<test>.html`` (the final
 page), ``<test>-NN-<step>.png`` for every :func:`snap` taken, ``<test>.console.txt`` and
@@ -26,6 +32,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,6 +126,7 @@ class LiveServer:
     workdir: Path
     log_path: Path
     env: dict[str, str] = field(default_factory=dict, repr=False)
+    host: str = "127.0.0.1"
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -202,14 +210,30 @@ def live_server_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory, keys_dir, live_server_env) -> Iterator[LiveServer]:
-    """The real provider (``idp run``) as a separate process on a free port."""
+def live_server_host() -> str:
+    """The host name in the issuer and the RP's URLs (override in a test module).
+
+    The servers always listen on 127.0.0.1; ``"localhost"`` (which Chromium resolves to
+    the loopback address) is for WebAuthn, whose RP ID may not be an IP address.
+    """
+    return "127.0.0.1"
+
+
+@contextmanager
+def run_provider(
+    tmp_path_factory, keys_dir: Path, extra_env: dict[str, str], host: str = "127.0.0.1"
+) -> Iterator[LiveServer]:
+    """Start the real provider (``idp run``) with *extra_env*; stop it on exit.
+
+    The ``live_server`` fixture uses this; a module that needs a second provider with
+    other settings can call it from a module-scoped fixture of its own.
+    """
     workdir = tmp_path_factory.mktemp("live-idp")
     port, rp_port = free_port(), free_port()
     while rp_port == port:
         rp_port = free_port()
-    issuer = f"http://127.0.0.1:{port}"
-    rp_origin = f"http://127.0.0.1:{rp_port}"
+    issuer = f"http://{host}:{port}"
+    rp_origin = f"http://{host}:{rp_port}"
     # Only our settings: IDP_* from the caller's shell (e.g. the Makefile's IDP_ISSUER)
     # must not leak into the provider under test.
     env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
@@ -223,7 +247,7 @@ def live_server(tmp_path_factory, keys_dir, live_server_env) -> Iterator[LiveSer
         IDP_DELIVERY_OUTBOX=str(workdir / "outbox.jsonl"),
         PYTHONUNBUFFERED="1",
     )
-    env.update(live_server_env)
+    env.update(extra_env)
     _run_cli(env, workdir, "db", "upgrade")
     client = json.loads(
         _run_cli(
@@ -252,6 +276,7 @@ def live_server(tmp_path_factory, keys_dir, live_server_env) -> Iterator[LiveSer
         workdir=workdir,
         log_path=workdir / "provider.log",
         env=env,
+        host=host,
     )
     server.create_user(USER_EMAIL, USER_PASSWORD, USER_NAME)
     with server.log_path.open("wb") as log:
@@ -271,32 +296,54 @@ def live_server(tmp_path_factory, keys_dir, live_server_env) -> Iterator[LiveSer
         _stop(proc)
 
 
+@pytest.fixture(scope="module")
+def live_server(
+    tmp_path_factory, keys_dir, live_server_env, live_server_host
+) -> Iterator[LiveServer]:
+    """The real provider (``idp run``) as a separate process on a free port."""
+    with run_provider(tmp_path_factory, keys_dir, live_server_env, live_server_host) as server:
+        yield server
+
+
 _user_numbers = itertools.count(1)
+
+
+def new_user(live: LiveServer) -> User:
+    """Create a fresh user (unique across every provider of the session)."""
+    n = next(_user_numbers)
+    u = User(f"e2e.{n}@example.com", f"passphrase number {n} for the browser", f"E2E User {n}")
+    live.create_user(u.email, u.password, u.name)
+    return u
 
 
 @pytest.fixture
 def user(live_server) -> User:
     """A user of its own for this test: no remembered consent, no failed attempts."""
-    n = next(_user_numbers)
-    u = User(f"e2e.{n}@example.com", f"passphrase number {n} for the browser", f"E2E User {n}")
-    live_server.create_user(u.email, u.password, u.name)
-    return u
+    return new_user(live_server)
 
 
-@pytest.fixture(scope="module")
-def rp_server(live_server) -> Iterator[RelyingParty]:
-    """The test relying party, on the port its redirect URI was registered with."""
+@contextmanager
+def run_rp(live: LiveServer) -> Iterator[RelyingParty]:
+    """The test relying party for *live*, on the port its redirect URI was registered with."""
     rp = RelyingParty(
-        issuer=live_server.issuer,
-        client_id=live_server.client_id,
-        client_secret=live_server.client_secret,
-        port=live_server.rp_port,
+        issuer=live.issuer,
+        client_id=live.client_id,
+        client_secret=live.client_secret,
+        port=live.rp_port,
+        host=live.host,
     )
     server = RPServer(rp).start()
     try:
         yield rp
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def rp_server(live_server) -> Iterator[RelyingParty]:
+    """The test relying party, on the port its redirect URI was registered with."""
+    with run_rp(live_server) as rp:
+        yield rp
 
 
 # -- the browser -------------------------------------------------------------------
@@ -442,6 +489,131 @@ def _save_artifacts(request, page, shots, log: BrowserLog) -> None:
     except Exception as exc:
         (ARTIFACTS / f"{stem}.html").write_text(f"<!-- page not readable: {exc!r} -->\n")
     (ARTIFACTS / f"{stem}.console.txt").write_text(log.dump(), encoding="utf-8")
-    if "live_server" in request.fixturenames:
-        server = request.getfixturevalue("live_server")
-        (ARTIFACTS / f"{stem}.provider.log").write_text(server.log(), encoding="utf-8")
+    servers = _providers_of(request)
+    if servers:
+        text = (
+            servers[0].log()
+            if len(servers) == 1
+            else "".join(f"===== {s.issuer} =====\n{s.log()}\n" for s in servers)
+        )
+        (ARTIFACTS / f"{stem}.provider.log").write_text(text, encoding="utf-8")
+
+
+def _providers_of(request) -> list[LiveServer]:
+    """The providers this test used: ``live_server`` and any fixture value that is a
+    :class:`LiveServer` or holds one as ``.live`` (see :func:`run_provider`)."""
+    found: list[LiveServer] = []
+    for value in getattr(request.node, "funcargs", {}).values():
+        live = value if isinstance(value, LiveServer) else getattr(value, "live", None)
+        if isinstance(live, LiveServer) and live not in found:
+            found.append(live)
+    return found
+
+
+# -- WebAuthn and accessibility ----------------------------------------------------------
+
+
+@dataclass
+class VirtualAuthenticator:
+    """Chromium's virtual authenticator (DevTools ``WebAuthn`` domain) for one page.
+
+    Credentials live in the authenticator, not in cookies: clearing the context's cookies
+    "signs out" while the passkey stays available for the next sign-in.
+    """
+
+    cdp: Any
+    authenticator_id: str
+
+    def credentials(self) -> list[dict[str, Any]]:
+        result = self.cdp.send(
+            "WebAuthn.getCredentials", {"authenticatorId": self.authenticator_id}
+        )
+        return list(result.get("credentials", []))
+
+    def set_user_verified(self, verified: bool) -> None:
+        """Whether the next user verification (fingerprint, PIN...) succeeds."""
+        self.cdp.send(
+            "WebAuthn.setUserVerified",
+            {"authenticatorId": self.authenticator_id, "isUserVerified": verified},
+        )
+
+
+@pytest.fixture
+def virtual_authenticator(browser_page) -> Iterator[VirtualAuthenticator]:
+    """A passkey-capable platform authenticator that always verifies the user."""
+    cdp = browser_page.context.new_cdp_session(browser_page)
+    cdp.send("WebAuthn.enable", {"enableUI": False})
+    added = cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "ctap2Version": "ctap2_1",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )
+    auth = VirtualAuthenticator(cdp, added["authenticatorId"])
+    try:
+        yield auth
+    finally:
+        try:
+            cdp.send(
+                "WebAuthn.removeVirtualAuthenticator", {"authenticatorId": auth.authenticator_id}
+            )
+            cdp.send("WebAuthn.disable")
+            cdp.detach()
+        except Exception:  # the context may already be gone
+            pass
+
+
+_PAGE_BASICS = """
+() => {
+  const problems = [];
+  const shown = (el) => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
+  const text = (el) => (el && el.textContent || "").replace(/\\s+/g, " ").trim();
+  const h1 = [...document.querySelectorAll("h1")].filter(shown);
+  if (h1.length !== 1) problems.push(`${h1.length} visible <h1> elements (want 1)`);
+  else if (!text(h1[0])) problems.push("the <h1> is empty");
+  if (!document.documentElement.lang) problems.push("<html> has no lang");
+  if (!document.title.trim()) problems.push("the page has no <title>");
+  const byIds = (ids) => (ids || "").split(/\\s+/).filter(Boolean).map((i) => document.getElementById(i));
+  for (const el of document.querySelectorAll("input, select, textarea")) {
+    if (el.type === "hidden") continue;
+    const named = [...(el.labels || [])].some((l) => text(l))
+      || (el.getAttribute("aria-label") || "").trim()
+      || byIds(el.getAttribute("aria-labelledby")).some((l) => text(l));
+    if (!named) problems.push(`unlabelled <${el.tagName.toLowerCase()} name="${el.name}">`);
+  }
+  for (const el of document.querySelectorAll("button, a[href]")) {
+    if (!shown(el)) continue;
+    if (!text(el) && !(el.getAttribute("aria-label") || "").trim())
+      problems.push(`<${el.tagName.toLowerCase()}> without a name: ${el.outerHTML.slice(0, 80)}`);
+  }
+  for (const el of document.querySelectorAll("[aria-describedby], [aria-labelledby]")) {
+    const ids = [el.getAttribute("aria-describedby"), el.getAttribute("aria-labelledby")].join(" ");
+    if (byIds(ids).some((ref) => !ref)) problems.push(`dangling aria reference on ${el.outerHTML.slice(0, 80)}`);
+  }
+  // ARIA 1.2 prohibits naming generic and text-level roles: the label would be ignored
+  // (or, where honoured, hide the element's text, such as a setup key).
+  const unnameable = "code, span, div, p, strong, em, b, i, small, pre, samp, kbd";
+  for (const el of document.querySelectorAll(`:is(${unnameable})[aria-label]:not([role])`))
+    problems.push(`aria-label on <${el.tagName.toLowerCase()}> is ignored: ${el.outerHTML.slice(0, 80)}`);
+  const ids = [...document.querySelectorAll("[id]")].map((el) => el.id);
+  const dup = ids.filter((id, i) => ids.indexOf(id) !== i);
+  if (dup.length) problems.push(`duplicate ids: ${[...new Set(dup)].join(", ")}`);
+  return problems;
+}
+"""
+
+
+def page_basics(page) -> list[str]:
+    """Accessibility smoke of the current page: exactly one visible ``<h1>`` with text, a
+    ``lang`` and a title, every form control labelled, every button and link named, no
+    ``aria-label`` where ARIA forbids naming (``<code>``, ``<span>``...), no dangling
+    ``aria-*`` id references and no duplicate ids. Returns the problems found."""
+    return list(page.evaluate(_PAGE_BASICS))

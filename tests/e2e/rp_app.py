@@ -8,7 +8,8 @@ Pages:
 
 - ``/``          "Not signed in" and a "Sign in" link, or "Signed in as <email>" with acr/amr;
 - ``/login``     redirects to the provider's authorization endpoint (PKCE S256, state, nonce;
-                 the verifier and nonce stay here, keyed by state);
+                 the verifier and nonce stay here, keyed by state); ``acr_values``,
+                 ``max_age`` and ``prompt`` in its query are passed through (step-up);
 - ``/callback``  checks state (and ``iss``, RFC 9207), exchanges the code, verifies the ID
                  token, reads UserInfo (where the email claim comes from in the code flow),
                  stores the claims and shows who signed in.
@@ -29,6 +30,8 @@ from clients.mockrp import AuthorizationResult, HTTPTransport, MockRP, MockRPErr
 
 SESSION_COOKIE = "rp_session"
 SCOPE = "openid profile email"
+#: Query parameters of ``/login`` forwarded to the authorization request.
+PASSTHROUGH = ("acr_values", "max_age", "prompt")
 
 _PAGE = """<!doctype html>
 <html lang="en">
@@ -60,6 +63,8 @@ class RelyingParty:
     client_id: str
     client_secret: str
     port: int
+    #: The host name in the RP's URLs (the server itself listens on 127.0.0.1).
+    host: str = "127.0.0.1"
     #: state -> {"state", "nonce", "code_verifier"} of requests not yet answered.
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: RP session cookie -> verified ID token claims.
@@ -70,7 +75,7 @@ class RelyingParty:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def redirect_uri(self) -> str:
@@ -114,7 +119,10 @@ def create_rp_app(rp: RelyingParty) -> Flask:
 
     @app.get("/login")
     def login() -> Response:
-        url, state = rp.mock_rp().authorization_url(scope=SCOPE)
+        extra = {k: request.args[k] for k in PASSTHROUGH if request.args.get(k)}
+        url, state = rp.mock_rp().authorization_url(scope=SCOPE, **extra)
+        max_age = extra.get("max_age")
+        state["max_age"] = int(max_age) if max_age and max_age.isdigit() else None
         with rp.lock:
             rp.pending[state["state"]] = state
         return redirect(url)
@@ -148,7 +156,10 @@ def create_rp_app(rp: RelyingParty) -> Flask:
             if not tokens.id_token:
                 return fail("the token response has no id_token")
             claims = mock.verify_id_token(
-                tokens.id_token, nonce=state["nonce"], access_token=tokens.access_token
+                tokens.id_token,
+                nonce=state["nonce"],
+                access_token=tokens.access_token,
+                max_age=state.get("max_age"),
             )
             # The email scope's claims come from UserInfo in the code flow (OIDC Core 5.4).
             profile = mock.userinfo(tokens.access_token, expected_sub=claims["sub"])
