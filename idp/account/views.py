@@ -82,11 +82,24 @@ def _render(user, message: str | None = None, error: str | None = None, status: 
     )
 
 
+def _gate() -> tuple[object, object] | Response:
+    """The signed-in user and session; a user with factors must have passed one of them
+    in this session (a password alone does not open the security page)."""
+    user, session = current_user(), current_session()
+    if user is None or session is None:
+        return redirect(url_for("auth.signin", next="account"))
+    types = _mfa().facts(user).factor_types
+    if types and not any(t in session.methods for t in types):
+        return redirect(url_for("mfa.challenge", next="account"))
+    return user, session
+
+
 @bp.get("/security")
 def security() -> Response:
-    user = current_user()
-    if user is None:
-        return redirect(url_for("auth.signin", next="account"))
+    gate = _gate()
+    if isinstance(gate, Response):
+        return gate
+    user, _session = gate
     added = request.args.get("added")
     message = None
     if added and added in _mfa().registry:
@@ -97,9 +110,10 @@ def security() -> Response:
 @bp.post("/factors/<int:factor_id>")
 def factor_action(factor_id: int) -> Response:
     validate_csrf()
-    user, session = current_user(), current_session()
-    if user is None or session is None:
-        return redirect(url_for("auth.signin", next="account"))
+    gate = _gate()
+    if isinstance(gate, Response):
+        return gate
+    user, session = gate
     factor = db.session.get(Factor, factor_id)
     if factor is None or factor.user_id != user.id:
         abort(404)
@@ -114,6 +128,8 @@ def factor_action(factor_id: int) -> Response:
         db.session.commit()
         return _render(user, message="Name saved.")
     if action == "default":
+        if factor.type == "recovery":
+            return _render(user, error="Recovery codes cannot be the default method.", status=400)
         for f in mfa.factors(user):
             f.is_default = f.id == factor.id
         audit.record("mfa.default_changed", user_id=user.id, factor_id=factor.id)
@@ -123,7 +139,9 @@ def factor_action(factor_id: int) -> Response:
         window = services().settings.mfa.reauth_window
         now = int(time.time())
         types = mfa.facts(user).factor_types
-        recent = [t for t in types if (session.method_age(t, now) or window + 1) <= window]
+        # An age of 0 (verified this very second) is recent: compare with None, not falsiness.
+        ages = [session.method_age(t, now) for t in types]
+        recent = [age for age in ages if age is not None and age <= window]
         if not recent:
             return redirect(url_for("mfa.challenge", next="account", reauth=1))
         others = [f for f in mfa.factors(user) if f.id != factor.id and f.type != "recovery"]

@@ -49,9 +49,13 @@ def next_step(
     client: OAuthClient,
     txn: Transaction | None,
     *,
-    skip_recommendation: bool = False,
+    passive: bool = False,
 ) -> policy.Decision:
-    """The policy decision for this browser, user and request, now."""
+    """The policy decision for this browser, user and request, now.
+
+    ``passive`` (``prompt=none``) skips what may be skipped without a page: the
+    optional set-up before the enforcement date and the second-factor recommendation.
+    """
     svc = services()
     session, user = current_session(), current_user()
     if user is None:
@@ -66,8 +70,8 @@ def next_step(
             prompt=frozenset(inputs.prompt),
             login_done="login" in done,
             hinted_sub_mismatch=bool(inputs.hinted_sub and user and inputs.hinted_sub != user.sub),
-            postponed="mfa_postponed" in done,
-            recommend_dismissed=skip_recommendation or "recommend_dismissed" in done,
+            postponed=passive or "mfa_postponed" in done,
+            recommend_dismissed=passive or "recommend_dismissed" in done,
             passed_in_txn=frozenset(d[4:] for d in done if d.startswith("mfa:")),
         ),
         policy.ClientPolicy(require_mfa=client.require_mfa, default_acr=client.default_acr),

@@ -33,8 +33,7 @@ class TOTPFactor:
     def _context(self, user: User) -> str:
         return f"totp:{user.id}"
 
-    def begin_enrollment(self, user: User, *, binding: str) -> dict[str, Any]:
-        """Create (or reuse) the pending secret for this browser session."""
+    def _check_cap(self, user: User) -> None:
         count = db.session.execute(
             db.select(db.func.count(Factor.id)).filter_by(
                 user_id=user.id, type=self.type, status="active"
@@ -45,6 +44,10 @@ class TOTPFactor:
                 f"You already have {count} authenticator apps, the most allowed. "
                 "Remove one before adding another."
             )
+
+    def begin_enrollment(self, user: User, *, binding: str) -> dict[str, Any]:
+        """Create (or reuse) the pending secret for this browser session."""
+        self._check_cap(user)
         key = f"enroll:totp:{binding}"
         raw = self.svc.store.get(key)
         if raw is not None:
@@ -67,6 +70,8 @@ class TOTPFactor:
         raw = self.svc.store.get(key)
         if raw is None:
             raise EnrollmentError("The set-up expired. Start again to get a new QR code.")
+        # Checked again: another browser of the same user may have finished meanwhile.
+        self._check_cap(user)
         secret_enc = json.loads(raw)["s"]
         secret = self.svc.secrets.decrypt(secret_enc, context=self._context(user))
         try:

@@ -276,9 +276,7 @@ STEP_PAGES = {
 def _decide(p: Pending) -> Response:
     svc = services()
     inputs = _inputs(p)
-    decision = next_step(inputs, p.client, p.txn)
-    if decision.step == "recommend" and "none" in p.prompt:
-        decision = next_step(inputs, p.client, p.txn, skip_recommendation=True)
+    decision = next_step(inputs, p.client, p.txn, passive="none" in p.prompt)
     if decision.step in STEP_PAGES:
         if "none" in p.prompt:
             # OIDC Core 3.1.2.6: no page may be shown with prompt=none.

@@ -66,3 +66,33 @@ def test_forced_totp_enrollment_then_tokens_say_mfa(rp_factory):
     claims = finish(rp, resp)
     assert claims["acr"] == AAL2
     assert claims["amr"] == ["mfa", "otp", "pwd"]
+
+
+@pytest.mark.parametrize("days", [10])
+def test_silent_sign_in_before_the_date_skips_the_optional_set_up(app, rp_factory, days):
+    """prompt=none cannot show the "remind me later" page; before the enforcement date
+    it is skipped (interaction is required only when set-up is)."""
+    import datetime as dt
+    from dataclasses import replace
+
+    from idp.services import services
+
+    with app.app_context():
+        svc = services()
+        future = (dt.date.today() + dt.timedelta(days=days)).isoformat()
+        svc.settings = replace(svc.settings, mfa=replace(svc.settings.mfa, enforce_from=future))
+    rp = rp_factory()
+    resp = walk(rp, rp.start(), email=EMAIL, password=PASSWORD)
+    assert path_of(resp) == "/mfa/setup" and "Remind me later" in resp.text
+    resp = submit(rp, resp)  # the page's only form: "Remind me later"
+    claims = finish(rp, resp)
+    assert claims["acr"] == AAL1
+    silent = rp.sign_in(EMAIL, PASSWORD, prompt="none")
+    assert silent.error is None and silent.code
+
+
+def test_silent_sign_in_after_the_date_needs_interaction(app, rp_factory):
+    rp = rp_factory()
+    walk(rp, rp.start(), email=EMAIL, password=PASSWORD)  # a session, no factor yet
+    silent = rp.sign_in(EMAIL, PASSWORD, prompt="none")
+    assert silent.error == "interaction_required"

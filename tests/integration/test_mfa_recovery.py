@@ -361,11 +361,13 @@ def test_regenerating_needs_a_recent_factor_and_replaces_the_old_set(app, rp_fac
     resp = get(rp, "/signin?next=account")
     resp = submit(rp, resp, {"email": EMAIL, "password": PASSWORD})
     assert resp.is_redirect and resp.location.endswith("/account/security")
+    # A password alone does not open the security page of a user who has factors.
     account = get(rp, "/account/security")
-    assert account.status == 200
+    assert account.status == 302 and account.location.endswith("/mfa/challenge?next=account")
+    challenge_page = get(rp, account.location)
 
     # Neither showing nor posting the form works without a recent second factor.
-    csrf = parse_forms(account.text, account.url)[0].fields["csrf_token"]
+    csrf = parse_forms(challenge_page.text, challenge_page.url)[0].fields["csrf_token"]
     posted = rp.transport.request(
         "POST", "http://localhost/mfa/setup/recovery", data={"csrf_token": csrf, "next": "account"}
     )
