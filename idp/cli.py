@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from .config import ConfigError, load_settings
 
@@ -34,7 +35,15 @@ def with_app(require_keys: bool = False) -> Callable:
             except (ConfigError, KeyRingError) as exc:
                 _fail(str(exc))
             with app.app_context():
-                return fn(*args, **kwargs)
+                try:
+                    return fn(*args, **kwargs)
+                except (OperationalError, ProgrammingError) as exc:
+                    if fn.__name__.startswith("db_"):
+                        raise
+                    _fail(
+                        "the database is not reachable or not migrated "
+                        f"({type(exc.orig).__name__}); run `idp db upgrade` first"
+                    )
 
         return wrapper
 

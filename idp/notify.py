@@ -25,7 +25,6 @@ SUBJECTS = {
     "mfa_reset": "Your sign-in methods were reset by the help desk",
     "recovery_codes_new": "New recovery codes were created for your account",
     "recovery_code_used": "A recovery code was used to sign in",
-    "recovery_codes_low": "You are running out of recovery codes",
     "possible_clone": "A security key could not be trusted",
 }
 

@@ -105,6 +105,11 @@ def _show(cli: CLI, client_id: str) -> dict:
 # -- database ---------------------------------------------------------------------
 
 
+def test_commands_before_migration_say_to_migrate(cli):
+    message = cli.refused("users", "list")
+    assert "idp db upgrade" in message
+
+
 def test_db_upgrade_creates_the_schema(cli):
     assert not cli.db.exists()
     assert "database at head" in cli.ok("db", "upgrade")
