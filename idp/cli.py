@@ -656,14 +656,26 @@ DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "correct horse battery staple"  # noqa: S105  (public demo credential)
 DEMO_CLIENT_ID = "demo-rp"
 DEMO_CLIENT_SECRET = "demo-rp-secret-for-local-development-only"  # noqa: S105
+CONNEXION_CLIENT_ID = "connexion"
+CONNEXION_CLIENT_SECRET = "connexion-secret-for-local-development-only"  # noqa: S105
 
 
 @main.command("demo")
-@click.option("--redirect-uri", default="http://127.0.0.1:5001/callback", show_default=True)
-@click.option("--post-logout-redirect-uri", default="http://127.0.0.1:5001/", show_default=True)
+@click.option(
+    "--connexion-url",
+    default="http://127.0.0.1:5001",
+    show_default=True,
+    help="Base URL of the Connexion sample relying party.",
+)
+@click.option(
+    "--demo-rp-url",
+    default="http://127.0.0.1:5002",
+    show_default=True,
+    help="Base URL of the generic demo client (the README's example).",
+)
 @with_app()
-def demo(redirect_uri: str, post_logout_redirect_uri: str) -> None:
-    """Seed a demo user and a demo client (idempotent; refused in production)."""
+def demo(connexion_url: str, demo_rp_url: str) -> None:
+    """Seed a demo user and the demo clients (idempotent; refused in production)."""
     from .extensions import db as _db
     from .models import OAuthClient, User
     from .models.base import utcnow
@@ -685,27 +697,33 @@ def demo(redirect_uri: str, post_logout_redirect_uri: str) -> None:
                 password_changed_at=utcnow(),
             )
         )
-    client = _db.session.execute(
-        _db.select(OAuthClient).filter_by(client_id=DEMO_CLIENT_ID)
-    ).scalar_one_or_none()
-    data = normalize_metadata(
-        name="Demo relying party",
-        redirect_uris=[redirect_uri],
-        post_logout_redirect_uris=[post_logout_redirect_uri],
-        auth_method="client_secret_basic",
-        scope="openid profile email phone offline_access",
+    clients = (
+        (CONNEXION_CLIENT_ID, CONNEXION_CLIENT_SECRET, "Connexion", connexion_url, True),
+        (DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, "Demo relying party", demo_rp_url, False),
     )
-    if client is None:
-        client = OAuthClient(client_id=DEMO_CLIENT_ID, first_party=False, **data)
-        _db.session.add(client)
-    else:
-        for k, v in data.items():
-            setattr(client, k, v)
-    client.set_secret(DEMO_CLIENT_SECRET)
+    for client_id, secret, name, base, first_party in clients:
+        base = base.rstrip("/")
+        data = normalize_metadata(
+            name=name,
+            redirect_uris=[f"{base}/callback"],
+            post_logout_redirect_uris=[f"{base}/"],
+            auth_method="client_secret_basic",
+            scope="openid profile email phone offline_access",
+        )
+        client = _db.session.execute(
+            _db.select(OAuthClient).filter_by(client_id=client_id)
+        ).scalar_one_or_none()
+        if client is None:
+            client = OAuthClient(client_id=client_id, **data)
+            _db.session.add(client)
+        else:
+            for k, v in data.items():
+                setattr(client, k, v)
+        client.first_party = first_party
+        client.set_secret(secret)
+        click.echo(f"client:       {client_id} / {secret}  (redirect_uri {base}/callback)")
     _db.session.commit()
     click.echo(f"demo user:    {DEMO_EMAIL} / {DEMO_PASSWORD}")
-    click.echo(f"demo client:  {DEMO_CLIENT_ID} / {DEMO_CLIENT_SECRET}")
-    click.echo(f"              redirect_uri {redirect_uri}")
 
 
 @main.command("run")

@@ -502,7 +502,13 @@ def test_config_show_masks_secrets(cli):
 
 
 def test_demo_is_idempotent(cli):
-    from idp.cli import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_EMAIL
+    from idp.cli import (
+        CONNEXION_CLIENT_ID,
+        CONNEXION_CLIENT_SECRET,
+        DEMO_CLIENT_ID,
+        DEMO_CLIENT_SECRET,
+        DEMO_EMAIL,
+    )
 
     cli.ok("db", "upgrade")
     first = cli.ok("demo")
@@ -510,11 +516,15 @@ def test_demo_is_idempotent(cli):
     second = cli.ok("demo")
     assert second == first
     assert cli.sql("SELECT count(*) FROM users WHERE email = ?", DEMO_EMAIL) == [(1,)]
-    assert cli.sql("SELECT client_secret_hash FROM oauth_clients") == [
-        (_sha256(DEMO_CLIENT_SECRET),)
+    assert cli.sql(
+        "SELECT client_id, client_secret_hash, first_party FROM oauth_clients ORDER BY client_id"
+    ) == [
+        (CONNEXION_CLIENT_ID, _sha256(CONNEXION_CLIENT_SECRET), 1),
+        (DEMO_CLIENT_ID, _sha256(DEMO_CLIENT_SECRET), 0),
     ]
     assert cli.ok("users", "list").count(DEMO_EMAIL) == 1
-    assert cli.ok("clients", "list").count(DEMO_CLIENT_ID) == 1
+    listed = cli.ok("clients", "list")
+    assert listed.count(DEMO_CLIENT_ID) == 1 and listed.count(CONNEXION_CLIENT_ID) == 1
 
 
 def test_demo_is_refused_in_production(cli):
