@@ -5,8 +5,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 5000
+CONNEXION_PORT ?= 5001
 HOST   ?= 127.0.0.1
 STAMP  := $(VENV)/.installed
+
+CONNEXION_URL = http://$(HOST):$(CONNEXION_PORT)
 
 # The embedded default, for `make run` only (tests set their own settings).
 run: export IDP_ISSUER ?= http://$(HOST):$(PORT)
@@ -29,14 +32,17 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/idp db upgrade
 	$(BIN)/idp keys ensure
-	$(BIN)/idp demo
+	$(BIN)/idp demo --connexion-url $(CONNEXION_URL)
 	@echo
-	@echo "  provider   $(IDP_ISSUER)"
-	@echo "  discovery  $(IDP_ISSUER)/.well-known/openid-configuration"
-	@echo "  sign in    $(IDP_ISSUER)/signin"
-	@echo "  security   $(IDP_ISSUER)/account/security"
+	@echo "  start here   $(CONNEXION_URL)   (Connexion, the sample portal)"
+	@echo "  provider     $(IDP_ISSUER)"
+	@echo "  discovery    $(IDP_ISSUER)/.well-known/openid-configuration"
+	@echo "  security     $(IDP_ISSUER)/account/security"
 	@echo
-	$(BIN)/idp run
+	@# Connexion in the background, the provider in the foreground; Ctrl-C stops both.
+	CONNEXION_ISSUER=$(IDP_ISSUER) CONNEXION_BASE_URL=$(CONNEXION_URL) \
+	CONNEXION_HOST=$(HOST) CONNEXION_PORT=$(CONNEXION_PORT) $(BIN)/python -m clients.connexion & \
+	trap 'kill $$! 2>/dev/null' EXIT INT TERM; $(BIN)/idp run
 
 test: $(STAMP)
 	bash .ci/test-setup

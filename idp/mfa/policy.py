@@ -11,8 +11,8 @@ user's factors, the MFA settings and the clock; it is tested as a table
                or ``optional`` before the date ("Remind me later", with the days left);
 ``challenge``  verify one of ``factors`` (only the step needed: a recent password is
                not asked again);
-``recommend``  after a second factor passed in this sign-in and only one exists,
-               recommend another (skippable);
+``recommend``  after a sign-in in which a second factor passed, when only one exists,
+               recommend another (skippable; never after a step-up);
 ``unmet``      the requested level cannot be reached by any factor the user may set up
                (OpenID Connect ``unmet_authentication_requirements``);
 ``ok``         done; ``acr`` is the value to assert.
@@ -195,8 +195,11 @@ def _finish(
     user: UserFacts,
     mfa: Settings,
 ) -> Decision:
+    # Only after a whole sign-in (password and factor in this request), not after a
+    # step-up from an existing session: the user came to do something else.
     if (
         mfa.recommend_second
+        and req.login_done
         and req.mfa_in_txn
         and user.factor_count == 1
         and not req.recommend_dismissed
