@@ -111,6 +111,8 @@ def init_web(app: Flask) -> None:
             "csrf_token": csrf_token,
             "service_name": services().settings.ui.service_name,
             "help_text": services().settings.ui.help_text,
+            "help_phone": services().settings.ui.help_phone,
+            "help_hours": services().settings.ui.help_hours,
         }
 
     @app.before_request

@@ -8,4 +8,5 @@ import segno
 def qr_svg(data: str, *, title: str) -> str:
     """An inline SVG of *data* with an accessible title."""
     qr = segno.make(data, error="m")
-    return qr.svg_inline(scale=5, border=2, title=title, dark="#000", light="#fff")
+    # omitsize: a viewBox instead of a fixed size, so CSS can scale it to narrow screens.
+    return qr.svg_inline(scale=5, border=2, title=title, dark="#000", light="#fff", omitsize=True)

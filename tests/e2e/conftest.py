@@ -12,6 +12,8 @@
 - ``virtual_authenticator``  a CTAP2 platform authenticator (resident keys, user
                     verification) attached to ``browser_page`` over the DevTools protocol;
 - :func:`page_basics`  the accessibility smoke of a page: one ``<h1>``, every control named.
+- ``a11y_page``     like ``browser_page`` but with the page's CSP bypassed, so that
+                    :mod:`tests.e2e.axe` can inject axe-core (accessibility tests only).
 
 When a test fails, ``test-artifacts/`` receives ``<test>.png`` and ``<test>.html`` (the final
 page), ``<test>-NN-<step>.png`` for every :func:`snap` taken, ``<test>.console.txt`` and
@@ -617,3 +619,36 @@ def page_basics(page) -> list[str]:
     ``aria-label`` where ARIA forbids naming (``<code>``, ``<span>``...), no dangling
     ``aria-*`` id references and no duplicate ids. Returns the problems found."""
     return list(page.evaluate(_PAGE_BASICS))
+
+
+# -- accessibility (axe-core) --------------------------------------------------------------
+
+
+@pytest.fixture
+def a11y_page(request, browser, browser_log):
+    """Like ``browser_page``, but the context bypasses the provider's CSP so that
+    :func:`tests.e2e.axe.run_axe` can inject axe-core as an inline script. Only for the
+    accessibility tests: CSP violations are neither enforced nor reported here (the
+    other browser tests, on ``browser_page``, check them)."""
+    context = browser.new_context(
+        viewport={"width": 1000, "height": 800}, locale="en-US", bypass_csp=True
+    )
+    context.set_default_timeout(10_000)
+    context.set_default_navigation_timeout(15_000)
+    page = context.new_page()
+
+    def on_console(msg) -> None:
+        loc = msg.location or {}
+        browser_log.console.append({"type": msg.type, "text": msg.text, "url": loc.get("url")})
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda err: browser_log.page_errors.append(str(err)))
+    _SNAPSHOTS[page] = []
+    _clear_artifacts(request.node)
+    try:
+        yield page
+    finally:
+        shots = _SNAPSHOTS.pop(page, [])
+        if _failed(request.node):
+            _save_artifacts(request, page, shots, browser_log)
+        context.close()

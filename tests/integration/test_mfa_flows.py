@@ -96,3 +96,26 @@ def test_silent_sign_in_after_the_date_needs_interaction(app, rp_factory):
     walk(rp, rp.start(), email=EMAIL, password=PASSWORD)  # a session, no factor yet
     silent = rp.sign_in(EMAIL, PASSWORD, prompt="none")
     assert silent.error == "interaction_required"
+
+
+def test_help_line_is_shown_where_users_get_stuck(app, rp_factory):
+    """[ui] help_phone and help_hours appear on the set-up and challenge pages."""
+    from dataclasses import replace
+
+    from idp.services import services
+
+    with app.app_context():
+        svc = services()
+        svc.settings = replace(
+            svc.settings,
+            ui=replace(svc.settings.ui, help_phone="877-577-5331", help_hours="9 to 5 Eastern"),
+        )
+    rp = rp_factory()
+    resp = walk(rp, rp.start(), email=EMAIL, password=PASSWORD)
+    assert path_of(resp) == "/mfa/setup"
+    assert "877-577-5331" in resp.text and "9 to 5 Eastern" in resp.text
+    _secret, resp = enroll_totp(rp, resp)
+    other = rp_factory()
+    page = walk(other, other.start(), email=EMAIL, password=PASSWORD)
+    assert path_of(page) == "/mfa/challenge"
+    assert "877-577-5331" in page.text
