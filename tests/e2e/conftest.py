@@ -6,6 +6,8 @@
                     ``"localhost"`` for WebAuthn) by overriding ``live_server_host``; a module
                     that needs another provider too uses :func:`run_provider`/:func:`run_rp`;
 - ``rp_server``     :mod:`tests.e2e.rp_app` on the port the client was registered with;
+- :func:`run_connexion`  the Connexion sample (``python -m clients.connexion``) in its own
+                    process beside a provider, registered there as a first-party client;
 - ``browser_page``  a fresh Chromium context and page per test (Debian's /usr/bin/chromium,
                     never a downloaded build), with console messages, page errors and CSP
                     violations collected in ``browser_log``;
@@ -305,6 +307,117 @@ def live_server(
     """The real provider (``idp run``) as a separate process on a free port."""
     with run_provider(tmp_path_factory, keys_dir, live_server_env, live_server_host) as server:
         yield server
+
+
+# -- Connexion, the sample relying party (clients/connexion) -------------------------------
+
+
+@dataclass
+class ConnexionServer:
+    """``python -m clients.connexion`` in its own process, registered at *live* as a
+    first-party confidential client (no consent page)."""
+
+    base_url: str
+    port: int
+    client_id: str
+    client_secret: str
+    database: Path
+    log_path: Path
+    live: LiveServer  # so that a failed test's artifacts include the provider's log
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+def _wait_for_connexion(cx: ConnexionServer, proc: subprocess.Popen) -> None:
+    url = f"http://127.0.0.1:{cx.port}/"  # the landing page needs no provider
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    last_error = "no attempt"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(
+                f"Connexion exited with {proc.returncode} during start-up\n"
+                f"--- Connexion log ---\n{cx.log()}"
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+                last_error = f"status {resp.status}"
+        except (OSError, ValueError) as exc:
+            last_error = repr(exc)
+        time.sleep(0.1)
+    pytest.fail(
+        f"Connexion did not answer {url} within {STARTUP_TIMEOUT:.0f} s ({last_error})\n"
+        f"--- Connexion log ---\n{cx.log()}"
+    )
+
+
+@contextmanager
+def run_connexion(
+    live: LiveServer, extra_env: dict[str, str] | None = None
+) -> Iterator[ConnexionServer]:
+    """Register Connexion at *live* (``idp clients create --first-party``) and serve it
+    with ``python -m clients.connexion`` on a free port of *live*'s host; stop it on exit.
+
+    *extra_env* adds ``CONNEXION_*`` settings (e.g. ``CONNEXION_STEP_UP_MAX_AGE``).
+    """
+    port = free_port()
+    while port in (live.port, live.rp_port):
+        port = free_port()
+    base_url = f"http://{live.host}:{port}"
+    client = json.loads(
+        _run_cli(
+            live.env, live.workdir, "clients", "create", "--name", "Connexion",
+            "--redirect-uri", f"{base_url}/callback",
+            "--post-logout-redirect-uri", f"{base_url}/",
+            "--scope", "openid profile email", "--first-party", "--json",
+        )
+    )  # fmt: skip
+    workdir = live.workdir / f"connexion-{port}"
+    workdir.mkdir()
+    cx = ConnexionServer(
+        base_url=base_url,
+        port=port,
+        client_id=client["client_id"],
+        client_secret=client["client_secret"],
+        database=workdir / "connexion.sqlite3",
+        log_path=workdir / "connexion.log",
+        live=live,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IDP_", "CONNEXION_"))}
+    env.update(
+        CONNEXION_ISSUER=live.issuer,
+        CONNEXION_CLIENT_ID=cx.client_id,
+        CONNEXION_CLIENT_SECRET=cx.client_secret,
+        CONNEXION_BASE_URL=base_url,
+        CONNEXION_HOST="127.0.0.1",
+        CONNEXION_PORT=str(port),
+        CONNEXION_DATABASE=str(cx.database),
+        CONNEXION_SECRET_KEY=f"e2e-connexion-{port}-" + os.urandom(16).hex(),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra_env or {})
+    with cx.log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "clients.connexion"],
+            env=env,
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    cx.process = proc
+    try:
+        _wait_for_connexion(cx, proc)
+        yield cx
+    finally:
+        _stop(proc)
 
 
 _user_numbers = itertools.count(1)
