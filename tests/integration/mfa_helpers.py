@@ -14,9 +14,10 @@ from urllib.parse import urlsplit
 from clients.mockrp import MockRP
 from clients.mockrp.forms import parse_forms
 from clients.mockrp.rp import MockRPError
-from clients.mockrp.transport import Response
+from clients.mockrp.transport import FlaskTransport, Response
 
 ISSUER = "http://localhost"
+CB = "https://rp.example.com/cb"
 
 
 def totp_code(secret: str, step: int | None = None) -> str:
@@ -28,6 +29,17 @@ def totp_code(secret: str, step: int | None = None) -> str:
     offset = mac[-1] & 0x0F
     value = struct.unpack(">I", mac[offset : offset + 4])[0] & 0x7FFFFFFF
     return f"{value % 10**6:06d}"
+
+
+def browsers(app, client_id: str, secret: str | None, redirect_uri: str = CB):
+    """A factory of browsers for one client: each call returns a MockRP with its own
+    cookie jar, talking to *app* through Flask's test client."""
+
+    def new_browser() -> MockRP:
+        return MockRP(ISSUER, client_id, redirect_uri, client_secret=secret,
+                      transport=FlaskTransport(app.test_client()))  # fmt: skip
+
+    return new_browser
 
 
 def path_of(resp: Response) -> str:

@@ -11,11 +11,11 @@ import pytest
 
 from clients.mockrp import MockRP
 from clients.mockrp.forms import parse_forms
-from clients.mockrp.transport import FlaskTransport
 from idp.mfa import totp
 from tests.conftest import PASSWORD, make_settings
 from tests.integration.mfa_helpers import (
     ISSUER,
+    browsers,
     get,
     path_of,
     setup_secret,
@@ -67,11 +67,7 @@ def rp_factory(app, make_client, make_user):
     make_user(OTHER, name="Bob")
     client_id, secret = make_client(first_party=True)
 
-    def new_rp() -> MockRP:  # a new browser (own cookie jar) each time
-        return MockRP(ISSUER, client_id, CB, client_secret=secret,
-                      transport=FlaskTransport(app.test_client()))  # fmt: skip
-
-    return new_rp
+    return browsers(app, client_id, secret, CB)
 
 
 # -- helpers ---------------------------------------------------------------------------

@@ -15,9 +15,9 @@ import cbor2
 import pytest
 
 from clients.mockrp import MockRP
-from clients.mockrp.transport import FlaskTransport
 from tests.conftest import PASSWORD, make_settings
 from tests.integration.mfa_helpers import (
+    browsers,
     get,
     link,
     path_of,
@@ -48,11 +48,7 @@ def rp_factory(app, make_client, make_user):
     make_user()
     client_id, secret = make_client(first_party=True)
 
-    def new_rp() -> MockRP:  # a new browser (own cookie jar) each time
-        return MockRP("http://localhost", client_id, CB, client_secret=secret,
-                      transport=FlaskTransport(app.test_client()))  # fmt: skip
-
-    return new_rp
+    return browsers(app, client_id, secret, CB)
 
 
 # -- helpers ---------------------------------------------------------------------------
