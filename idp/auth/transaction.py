@@ -67,3 +67,8 @@ class TransactionStore:
 
     def finish(self, txn: Transaction) -> None:
         self.store.delete(f"txn:{txn.id}")
+
+    def claim(self, txn: Transaction) -> bool:
+        """End the transaction atomically; False when another request already did
+        (so one authorization request yields at most one code)."""
+        return self.store.take(f"txn:{txn.id}") is not None

@@ -306,6 +306,16 @@ def _decide(p: Pending) -> Response:
         amr=tuple(session.amr),
         sid=session.sid,
     )
+    if p.txn is not None and not svc.transactions.claim(p.txn):
+        # A second tab (or a double submit) finishing the same sign-in: one code only.
+        return Response(
+            render_template(
+                "error.html",
+                title="This sign-in is already complete",
+                message="Go back to the application you were using.",
+            ),
+            status=409,
+        )
     resp = _server().create_authorization_response(request=p.oauth, grant_user=user, grant=p.grant)
     audit.record_now(
         "authorization.granted",
@@ -314,6 +324,4 @@ def _decide(p: Pending) -> Response:
         acr=decision.acr,
         amr=list(session.amr),
     )
-    if p.txn is not None:
-        svc.transactions.finish(p.txn)
     return with_iss(resp)

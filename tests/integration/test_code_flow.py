@@ -52,3 +52,26 @@ def test_sign_in_tokens_userinfo_refresh_revoke(rp):
     assert rp.introspect(refreshed.access_token)["active"] is True
     assert rp.revoke(refreshed.access_token) == 200
     assert rp.introspect(refreshed.access_token) == {"active": False}
+
+
+def test_a_sign_in_transaction_yields_one_code(app, client, make_client, make_user):
+    """Resuming the same transaction twice (two tabs, a double submit) issues one code."""
+    from clients.mockrp.forms import parse_forms
+    from idp.extensions import db
+    from idp.models import AuthorizationCode
+
+    make_user()
+    client_id, secret = make_client(first_party=True)
+    rp = MockRP("http://localhost", client_id, RP_CB, client_secret=secret,
+                transport=FlaskTransport(client))  # fmt: skip
+    page = rp.follow(rp.start())
+    form = next(f for f in parse_forms(page.text, page.url) if "password" in f.fields)
+    form.fill(email="ada@example.com", password=PASSWORD)
+    resp = rp.submit_form(form)
+    assert resp.status == 302 and "/authorize/resume" in resp.location
+    first = rp.transport.request("GET", resp.location)
+    second = rp.transport.request("GET", resp.location)
+    assert first.status == 302 and first.location.startswith(RP_CB) and "code=" in first.location
+    assert second.status in (400, 409) and "code=" not in (second.location or "")
+    with app.app_context():
+        assert db.session.execute(db.select(db.func.count(AuthorizationCode.id))).scalar() == 1
