@@ -58,3 +58,12 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache test-artifacts
+
+# Side-by-side benchmark with node-oidc-provider (needs PostgreSQL and Redis as for the
+# tests, and Node.js 20+ with npm; the peer is installed into .cache/bench on first use):
+#   make bench                               the full run (about 15 minutes)
+#   make bench BENCH_ARGS=--quick            a smoke run (about 2 minutes)
+#   make bench BENCH_ARGS="--skip-peer"      our provider only
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)

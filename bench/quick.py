@@ -4,7 +4,7 @@ Runs the real app (SQLite + in-memory store, or PostgreSQL + Redis with ``--back
 postgres``) through Flask's test client, so HTTP parsing by a real server is left out
 and the client's own work (HTML form parsing, JWT checks) is included. Prints
 operations per second and milliseconds per operation. The side-by-side benchmark with
-a peer provider over real HTTP is a separate, later tool.
+a peer provider over real HTTP is ``bench/run.py`` (``make bench``, docs/PERFORMANCE.md).
 
     .venv/bin/python bench/quick.py [--backend sqlite|postgres] [--seconds 5]
 """

@@ -412,6 +412,55 @@ def clients_delete(client_id: str, yes: bool) -> None:
     click.echo(f"deleted {client_id}")
 
 
+@clients.command("issue-registration-token")
+@click.option(
+    "--expires-in",
+    type=int,
+    default=None,
+    help="Lifetime in seconds (default: [admin] registration_token_ttl).",
+)
+@click.option(
+    "--uses",
+    type=int,
+    default=1,
+    show_default=True,
+    help="How many clients the token may register.",
+)
+@click.option("--label", default="", help="A note on who the token is for.")
+@click.option("--json", "as_json", is_flag=True)
+@with_app()
+def clients_issue_registration_token(
+    expires_in: int | None, uses: int, label: str, as_json: bool
+) -> None:
+    """Issue an initial access token for dynamic client registration (RFC 7591). The
+    token is printed once; only its hash is stored."""
+    from .oidc.registration import issue_token
+    from .services import services
+
+    svc = services()
+    try:
+        token, row = issue_token(
+            expires_in=expires_in or svc.settings.admin.registration_token_ttl,
+            uses=uses, label=label, created_by="cli",
+        )  # fmt: skip
+    except ValueError as exc:
+        _fail(str(exc))
+    endpoint = f"{svc.settings.issuer}/connect/register"
+    if as_json:
+        out = {
+            "initial_access_token": token,
+            "registration_endpoint": endpoint,
+            "expires_at": row.expires_at.isoformat(),
+            "uses": uses,
+        }
+        click.echo(json.dumps(out))
+        return
+    click.echo(f"initial_access_token   {token}")
+    click.echo(f"registration_endpoint  {endpoint}")
+    click.echo(f"expires_at             {row.expires_at.isoformat()}  uses {uses}")
+    click.echo("the token is shown once; only its hash is kept")
+
+
 # -- users -----------------------------------------------------------------------
 
 
@@ -540,6 +589,31 @@ def users_unlock(email: str) -> None:
     click.echo(f"{email}: unlocked")
 
 
+def _set_role(email: str, role: str) -> None:
+    from .admin.service import set_role
+
+    user = _load_user(email)
+    set_role(user, role, actor="cli")
+    click.echo(f"{user.email}: role {role}")
+
+
+@users.command("grant-admin")
+@click.argument("email")
+@click.option("--helpdesk", is_flag=True, help="Only the help-desk pages and the dashboard.")
+@with_app()
+def users_grant_admin(email: str, helpdesk: bool) -> None:
+    """Let a user open the admin pages (/admin) after a recent second factor."""
+    _set_role(email, "helpdesk" if helpdesk else "admin")
+
+
+@users.command("revoke-admin")
+@click.argument("email")
+@with_app()
+def users_revoke_admin(email: str) -> None:
+    """Take the admin or help-desk role away (the user keeps the account)."""
+    _set_role(email, "user")
+
+
 @users.command("factors")
 @click.argument("email")
 @click.option("--json", "as_json", is_flag=True)
@@ -650,6 +724,24 @@ def audit_tail(count: int, follow: bool, as_json: bool) -> None:
             last = e.id
 
 
+@audit.command("verify")
+@with_app()
+def audit_verify() -> None:
+    """Walk the audit hash chain; report the first broken link (exit status 1)."""
+    from .audit import verify_chain
+
+    report = verify_chain()
+    if report.ok:
+        click.echo(f"ok: {report.checked} events, chain intact")
+        return
+    click.echo(
+        f"broken: event {report.broken_id}: {report.problem} "
+        f"({report.checked} events before it are intact)",
+        err=True,
+    )
+    sys.exit(1)
+
+
 # -- demo and dev server ---------------------------------------------------------
 
 DEMO_EMAIL = "demo@example.com"
@@ -733,9 +825,11 @@ def run(host: str | None, port: int | None) -> None:
     """Run the development server (single process; use gunicorn in production)."""
     from .app import create_app
     from .keys import KeyRingError
+    from .ops import configure_logging
 
     try:
         settings = load_settings()
+        configure_logging(settings.ops.log_format, settings.ops.log_level)
         app = create_app(settings)
     except ConfigError as exc:
         _fail(str(exc))

@@ -35,6 +35,8 @@ __all__ = [
     "KeySettings",
     "LoginSettings",
     "PasswordSettings",
+    "PushSettings",
+    "RegistrationSettings",
     "SecuritySettings",
     "ServerSettings",
     "SessionSettings",
@@ -153,6 +155,23 @@ class PasswordSettings:
     parallelism: int = 1
     min_length: int = 12
     max_length: int = 128
+    # zxcvbn score (0-4) a new password must reach; 3 = "safely unguessable".
+    min_score: int = 3
+    # Lifetime of a password reset link (seconds).
+    reset_ttl: int = 3600
+    reset_per_ip_per_hour: int = 20
+    reset_per_email_per_hour: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class RegistrationSettings:
+    """``[registration]``: New User Registration (self-service sign-up)."""
+
+    enabled: bool = True
+    # Lifetime of an email verification link (seconds).
+    verify_ttl: int = 86400
+    per_ip_per_hour: int = 10
+    per_email_per_hour: int = 3
 
 
 def _default_encryption_keys() -> Mapping[str, str]:
@@ -189,7 +208,7 @@ class UISettings:
     help_hours: str = ""
 
 
-FACTOR_TYPES = ("totp", "webauthn", "recovery")
+FACTOR_TYPES = ("totp", "webauthn", "recovery", "push", "email", "sms", "voice")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,6 +218,35 @@ class DeliverySettings:
     email_backend: str = "console"
     outbox: str = "instance/outbox.jsonl"
     email_from: str = "no-reply@localhost"
+    email_reply_to: str = ""
+    smtp_host: str = "localhost"
+    smtp_port: int = 587
+    smtp_security: str = "starttls"
+    smtp_username: str = ""
+    smtp_password: str = dataclasses.field(default="", repr=False)
+    smtp_timeout: int = 10
+    sms_backend: str = "console"
+    voice_backend: str = "console"
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = dataclasses.field(default="", repr=False)
+    twilio_from: str = ""
+    twilio_base_url: str = "https://api.twilio.com"
+    timeout: int = 10
+    retries: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class OTPSettings:
+    """``[otp]``: one-time codes sent by email, text message or voice call."""
+
+    code_ttl: int = 600
+    max_attempts_per_code: int = 3
+    resend_cooldown: int = 30
+    sends_per_user_per_hour: int = 10
+    sends_per_destination: int = 11
+    destination_window: int = 300
+    sends_per_ip_per_hour: int = 30
+    phone_region: str = "US"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,12 +264,52 @@ class MFASettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class OpsSettings:
+    """``[ops]``: logs, request ids and metrics for operators."""
+
+    log_format: str = "text"
+    log_level: str = "INFO"
+    metrics_enabled: bool = True
+    metrics_token: str = dataclasses.field(default="", repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class PushSettings:
+    """``[push]``: push approval with number matching in the companion app (idp-verify)."""
+
+    challenge_ttl: int = 120
+    enroll_ttl: int = 600
+    sends_per_user: int = 3
+    send_window: int = 300
+    clock_skew: int = 60
+    long_poll: int = 20
+
+
+@dataclasses.dataclass(frozen=True)
 class WebAuthnSettings:
     """``[webauthn]``: the relying party identity security keys and passkeys bind to."""
 
     rp_id: str = ""
     rp_name: str = ""
     origins: tuple[str, ...] = ()
+
+
+ADMIN_ACRS = (
+    "urn:idp:acr:mfa",
+    "http://idmanagement.gov/ns/assurance/aal/2",
+    "http://idmanagement.gov/ns/assurance/aal/2?phishing_resistant=true",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class AdminSettings:
+    """``[admin]``: who may open the admin pages, and the MFA reminder batches."""
+
+    mfa_max_age: int = 900
+    required_acr: str = "urn:idp:acr:mfa"
+    reminder_interval: int = 604800
+    reminder_batch_size: int = 50
+    registration_token_ttl: int = 86400
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,7 +331,12 @@ class Settings:
     ui: UISettings = dataclasses.field(default_factory=UISettings)
     mfa: MFASettings = dataclasses.field(default_factory=MFASettings)
     webauthn: WebAuthnSettings = dataclasses.field(default_factory=WebAuthnSettings)
+    push: PushSettings = dataclasses.field(default_factory=PushSettings)
     delivery: DeliverySettings = dataclasses.field(default_factory=DeliverySettings)
+    otp: OTPSettings = dataclasses.field(default_factory=OTPSettings)
+    registration: RegistrationSettings = dataclasses.field(default_factory=RegistrationSettings)
+    ops: OpsSettings = dataclasses.field(default_factory=OpsSettings)
+    admin: AdminSettings = dataclasses.field(default_factory=AdminSettings)
 
     def __post_init__(self) -> None:
         # The issuer is compared byte for byte by relying parties (OpenID Connect
@@ -274,6 +367,8 @@ class Settings:
                 value = getattr(values, field.name)
                 if (section, field.name) == ("security", "encryption_keys"):
                     value = {kid: _MASK for kid in value}
+                elif (section, field.name) in _SECRET_FIELDS and value:
+                    value = _MASK
                 elif (section, field.name) in _URL_FIELDS:
                     value = _mask_url_password(value)
                 table[field.name] = value
@@ -295,7 +390,13 @@ for _field in dataclasses.fields(Settings):
         _TOP_LEVEL[_field.name] = _hint
 del _field, _hint
 
-_SECRET_FIELDS = {("", "secret_key"), ("security", "encryption_keys")}
+_SECRET_FIELDS = {
+    ("", "secret_key"),
+    ("security", "encryption_keys"),
+    ("ops", "metrics_token"),
+    ("delivery", "smtp_password"),
+    ("delivery", "twilio_auth_token"),
+}
 _URL_FIELDS = {("database", "url"), ("store", "redis_url")}
 
 
@@ -629,6 +730,12 @@ def _check_mfa(c: _Checker) -> None:
     c.at_least("mfa", "lockout_seconds", 1)
     c.at_least("mfa", "max_totp_per_user", 1)
     c.between("mfa", "reauth_window", 60, 3600)
+    c.between("push", "challenge_ttl", 5, 600)
+    c.between("push", "enroll_ttl", 60, 3600)
+    c.at_least("push", "sends_per_user", 1)
+    c.at_least("push", "send_window", 1)
+    c.between("push", "clock_skew", 5, 300)
+    c.between("push", "long_poll", 1, 55)
     host = urllib.parse.urlsplit(s.issuer).hostname or ""
     rp_id = s.webauthn.rp_id
     if rp_id and not (host == rp_id or host.endswith("." + rp_id)):
@@ -639,10 +746,60 @@ def _check_mfa(c: _Checker) -> None:
             c.fail("webauthn", "origins", f"{origin!r} is not an origin like https://id.example")
 
 
+EMAIL_BACKENDS = ("console", "smtp")
+PHONE_BACKENDS = ("console", "twilio")
+SMTP_SECURITY = ("starttls", "tls", "none")
+
+
+def _check_delivery(c: _Checker) -> None:
+    d = c.settings.delivery
+    c.one_of("delivery", "email_backend", EMAIL_BACKENDS)
+    c.one_of("delivery", "smtp_security", SMTP_SECURITY)
+    c.between("delivery", "smtp_port", 1, 65535)
+    c.between("delivery", "smtp_timeout", 1, 120, " seconds")
+    c.one_of("delivery", "sms_backend", PHONE_BACKENDS)
+    c.one_of("delivery", "voice_backend", PHONE_BACKENDS)
+    c.between("delivery", "timeout", 1, 60, " seconds")
+    c.between("delivery", "retries", 0, 5)
+    if d.email_backend == "smtp":
+        c.not_empty("delivery", "smtp_host")
+        if d.smtp_password and not d.smtp_username:
+            c.fail("delivery", "smtp_password", "is set but [delivery] smtp_username is empty")
+    if "twilio" in (d.sms_backend, d.voice_backend):
+        for key in ("twilio_account_sid", "twilio_auth_token", "twilio_from"):
+            c.not_empty("delivery", key)
+        parts = urlsplit(d.twilio_base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            c.fail("delivery", "twilio_base_url", "must be an http(s) URL such as "
+                   f"'https://api.twilio.com' (got {d.twilio_base_url!r})")  # fmt: skip
+    o = c.settings.otp
+    c.between("otp", "code_ttl", 60, 600, " seconds (NIST SP 800-63B allows at most 10 minutes)")
+    c.between("otp", "max_attempts_per_code", 1, 10)
+    c.between("otp", "resend_cooldown", 0, 600, " seconds")
+    c.at_least("otp", "sends_per_user_per_hour", 1)
+    c.at_least("otp", "sends_per_destination", 1)
+    c.at_least("otp", "destination_window", 1, " second")
+    c.at_least("otp", "sends_per_ip_per_hour", 1)
+    if len(o.phone_region) != 2 or not o.phone_region.isalpha() or not o.phone_region.isupper():
+        c.fail("otp", "phone_region", f"must be a two-letter region code such as 'US' "
+               f"(got {o.phone_region!r})")  # fmt: skip
+
+
+def _check_admin(c: _Checker) -> None:
+    c.between("admin", "mfa_max_age", 60, 43200, " seconds")
+    c.one_of("admin", "required_acr", ADMIN_ACRS)
+    c.at_least("admin", "reminder_interval", 3600, " seconds")
+    c.between("admin", "reminder_batch_size", 1, 1000)
+    c.between("admin", "registration_token_ttl", 60, 31536000, " seconds")
+
+
 def _check_fields(c: _Checker) -> None:
     s = c.settings
     _check_mfa(c)
-    c.one_of("delivery", "email_backend", ("console",))
+    _check_admin(c)
+    _check_delivery(c)
+    c.one_of("ops", "log_format", ("text", "json"))
+    c.one_of("ops", "log_level", ("DEBUG", "INFO", "WARNING", "ERROR"))
     c.not_empty("delivery", "email_from")
     c.one_of("", "env", ENVIRONMENTS)
     _check_issuer(c)
@@ -771,6 +928,14 @@ def _check_fields(c: _Checker) -> None:
 
     c.not_empty("ui", "service_name")
 
+    c.between("password", "min_score", 0, 4, " (a zxcvbn score)")
+    c.between("password", "reset_ttl", 300, 86400, " seconds")
+    c.at_least("password", "reset_per_ip_per_hour", 1)
+    c.at_least("password", "reset_per_email_per_hour", 1)
+    c.between("registration", "verify_ttl", 600, 7 * 86400, " seconds")
+    c.at_least("registration", "per_ip_per_hour", 1)
+    c.at_least("registration", "per_email_per_hour", 1)
+
 
 def _web_concurrency(environ: Mapping[str, str]) -> int | None:
     raw = environ.get("WEB_CONCURRENCY")
@@ -828,6 +993,13 @@ def _check_deployment(c: _Checker, environ: Mapping[str, str]) -> None:
             )
     if urlsplit(s.issuer).scheme != "https":
         c.fail("", "issuer", f"must use https in production (got {s.issuer!r})")
+    if s.ops.metrics_enabled and len(s.ops.metrics_token) < 16:
+        c.fail(
+            "ops",
+            "metrics_token",
+            "must be at least 16 characters in production while metrics_enabled is true "
+            "(Prometheus sends it as a bearer token); or set metrics_enabled = false",
+        )
 
 
 def _validate(

@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from flask import render_template
+from jinja2 import TemplateNotFound
 
 from . import audit
 from .delivery import DeliveryError, EmailMessage
@@ -26,7 +27,29 @@ SUBJECTS = {
     "recovery_codes_new": "New recovery codes were created for your account",
     "recovery_code_used": "A recovery code was used to sign in",
     "possible_clone": "A security key could not be trusted",
+    "verify_email": "Confirm your email address",
+    "register_existing": "Someone tried to create an account with your email address",
+    "password_reset": "Reset your password",
+    "password_changed": "Your password was changed",
+    "email_change_verify": "Confirm your new email address",
+    "email_change_taken": "Someone tried to use this email address",
+    "email_changed": "Your email address was changed",
+    "push_reported": "A sign-in request you reported was blocked",
 }
+
+
+def html_version(event: str, text: str, *, subject: str, **context: Any) -> str:
+    """The HTML alternative of a notification (RFC 2046 5.1.4): ``email/<event>.html``
+    when it exists, else the plain text laid out in paragraphs (autoescaped)."""
+    svc = services()
+    ui = svc.settings.ui
+    common = {"service_name": ui.service_name, "help_phone": ui.help_phone,
+              "help_hours": ui.help_hours, "subject": subject}  # fmt: skip
+    try:
+        return render_template(f"email/{event}.html", **common, **context)
+    except TemplateNotFound:
+        paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()]
+        return render_template("email/_text.html", paragraphs=paragraphs, **common)
 
 
 def notify(user: User, event: str, **context: Any) -> bool:
@@ -37,11 +60,13 @@ def notify(user: User, event: str, **context: Any) -> bool:
         help_phone=svc.settings.ui.help_phone, help_hours=svc.settings.ui.help_hours,
         **context,
     )  # fmt: skip
+    subject = f"{svc.settings.ui.service_name}: {SUBJECTS[event]}"
     message = EmailMessage(
         to=user.email,
-        subject=f"{svc.settings.ui.service_name}: {SUBJECTS[event]}",
+        subject=subject,
         text=text,
         purpose=f"notify.{event}",
+        html=html_version(event, text, subject=subject, user=user, **context),
     )
     try:
         svc.email.send(message)

@@ -13,7 +13,8 @@ from flask import current_app
 from .auth.session import SessionManager
 from .auth.transaction import TransactionStore
 from .config import Settings
-from .delivery import ConsoleEmailSender, EmailSender
+from .delivery import EmailSender, SmsSender, VoiceSender
+from .delivery.build import build_email_sender, build_sms_sender, build_voice_sender
 from .keys import KeyRing
 from .security.crypto import SecretBox
 from .security.csrf import CSRFProtect
@@ -35,6 +36,8 @@ class Services:
     login_ip: RateLimiter
     login_account_ip: RateLimiter
     email: EmailSender
+    sms: SmsSender
+    voice: VoiceSender
     mfa_attempts: RateLimiter
 
     @property
@@ -77,7 +80,9 @@ def build_services(settings: Settings, store: Store, keys: KeyRing | None) -> Se
         login_account_ip=RateLimiter(
             store, Limit("login.account_ip", login.per_account_ip_per_minute, 60)
         ),
-        email=ConsoleEmailSender(settings.delivery.outbox),
+        email=build_email_sender(settings),
+        sms=build_sms_sender(settings),
+        voice=build_voice_sender(settings),
         # Second-factor guesses per user per minute, on top of the consecutive-failure lock.
         mfa_attempts=RateLimiter(store, Limit("mfa.user", 10, 60)),
     )

@@ -23,7 +23,10 @@ log = logging.getLogger("idp.web")
 
 BROWSER_COOKIE = "idp_browser"
 # Endpoints that speak JSON (errors in JSON too, RFC 6749 5.2 / RFC 6750 3).
-JSON_PATHS = ("/token", "/introspect", "/revoke", "/userinfo", "/jwks", "/.well-known/")
+JSON_PATHS = (
+    "/token", "/introspect", "/revoke", "/userinfo", "/jwks", "/.well-known/",
+    "/connect/register", "/push/v1/", "/healthz", "/readyz", "/admin/api/",
+)  # fmt: skip
 
 
 def _secure_cookies() -> bool:
@@ -92,12 +95,19 @@ def error_page(status: int, title: str, message: str, **headers: str) -> Respons
             429: "slow_down",
             503: "temporarily_unavailable",
             400: "invalid_request",
+            404: "not_found",
             405: "invalid_request",
             413: "invalid_request",
+            415: "invalid_request",
         }
         resp = jsonify(error=codes.get(status, "server_error"), error_description=message)
     else:
-        resp = Response(render_template("error.html", title=title, message=message))
+        # A server-side failure shows the request id, so a report to the help desk
+        # leads to the log lines of that request.
+        reference = g.get("request_id") if status >= 500 else None
+        resp = Response(
+            render_template("error.html", title=title, message=message, reference=reference)
+        )
     resp.status_code = status
     for k, v in headers.items():
         resp.headers[k.replace("_", "-")] = v
@@ -222,7 +232,12 @@ def init_web(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
-        return error_page(exc.code or 500, exc.name, exc.description or exc.name)
+        resp = error_page(exc.code or 500, exc.name, exc.description or exc.name)
+        # RFC 9110 15.5.6: a 405 names the methods the resource supports.
+        allow = dict(exc.get_headers()).get("Allow")
+        if allow:
+            resp.headers["Allow"] = allow
+        return resp
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

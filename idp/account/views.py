@@ -33,6 +33,10 @@ EVENT_TEXT = {
     "mfa.reset": "Sign-in methods reset by the help desk",
     "mfa.postponed": "Second sign-in step set-up postponed",
     "consent.granted": "Access granted to an application",
+    "password.changed": "Password changed",
+    "password.reset": "Password reset with an email link",
+    "email.changed": "Email address changed",
+    "email.verified": "Email address verified",
 }
 
 

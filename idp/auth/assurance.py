@@ -12,6 +12,12 @@ amr values follow RFC 8176: ``pwd`` (password), ``otp`` (authenticator app), ``h
 (device-bound security key), ``swk`` (synced passkey), ``user`` (user presence test of
 a security key), ``mfa`` (more than one factor). One value is the project's own:
 ``lookup`` for a recovery code (NIST SP 800-63B "look-up secret"; RFC 8176 has none).
+A number-matched push approval proves possession of the companion app's device key, a
+key kept in software on the phone: ``swk`` (RFC 8176 section 2); RFC 8176 has no value
+for push itself (docs/PUSH.md). Codes by text message and voice call earn RFC 8176's
+``sms`` and ``tel``; a code by email earns the project's own ``email`` (RFC 8176 has no
+value for it) and reaches only ``urn:idp:acr:mfa``: NIST SP 800-63B 5.1.3.1 forbids
+email as an out-of-band authenticator, so it is not AAL2 (docs/DELIVERY.md).
 """
 
 from __future__ import annotations
@@ -31,6 +37,13 @@ FACTOR_LEVELS: dict[str, str] = {
     "totp": ACR_AAL2,
     "recovery": ACR_AAL2,
     "webauthn": ACR_AAL2_PHISHING_RESISTANT,
+    # Number-matched push: a value passes between the two channels (NIST SP 800-63B).
+    "push": ACR_AAL2,
+    # Email is not an out-of-band authenticator (NIST SP 800-63B 5.1.3.1): MFA rule only.
+    "email": ACR_MFA,
+    # The telephone network is "restricted" (5.1.3.3) but still AAL2.
+    "sms": ACR_AAL2,
+    "voice": ACR_AAL2,
 }
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 from flask import current_app
 
-from ..extensions import db
 from ..mfa import policy
 from ..models import OAuthClient
 from ..services import services
@@ -84,10 +83,9 @@ def next_step(
 
 def evaluate(txn: Transaction) -> policy.Decision | None:
     """Re-evaluate a stored transaction (None when its client is gone)."""
-    client_id = txn.params.get("client_id")
-    client = db.session.execute(
-        db.select(OAuthClient).filter_by(client_id=client_id, disabled=False)
-    ).scalar_one_or_none()
+    from ..oidc.server import query_client  # shares the per-transaction lookup
+
+    client = query_client(txn.params.get("client_id"))
     if client is None:
         return None
     return next_step(PolicyInputs.from_dict(txn.policy), client, txn)

@@ -25,11 +25,21 @@ class AccountDisabled(Exception):
     """The password was right but the account is disabled by an administrator."""
 
 
+class EmailNotVerified(Exception):
+    """The password was right but the email address is not verified yet (a new
+    registration, or after a help-desk reset of the second factors)."""
+
+    def __init__(self, user: User):
+        super().__init__("email not verified")
+        self.user = user
+
+
 def authenticate_password(svc: Services, email: str, password: str, ip: str) -> User:
     """Verify a password sign-in (NIST SP 800-63B 5.2.2 throttling) or raise.
 
     Raises :class:`~idp.security.ratelimit.RateLimited`, :class:`LoginFailed`,
-    :class:`AccountDisabled`, or :class:`~idp.store.StoreUnavailable`.
+    :class:`AccountDisabled`, :class:`EmailNotVerified`, or
+    :class:`~idp.store.StoreUnavailable`.
     """
     email = User.normalize_email(email)
     svc.login_ip.hit(ip or "unknown")
@@ -63,6 +73,13 @@ def authenticate_password(svc: Services, email: str, password: str, ip: str) -> 
     if not user.is_active:
         audit.record_now("login.failure", outcome="failure", user_id=user.id, reason="disabled")
         raise AccountDisabled
+    if not user.email_verified:
+        # Only someone who knows the password learns this (no enumeration).
+        user.failed_logins = 0
+        audit.record_now(
+            "login.failure", outcome="failure", user_id=user.id, reason="email_unverified"
+        )
+        raise EmailNotVerified(user)
 
     user.failed_logins = 0
     user.locked_until = None

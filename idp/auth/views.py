@@ -14,7 +14,7 @@ from ..web import (
     set_session_cookie,
     validate_csrf,
 )
-from .service import AccountDisabled, LoginFailed, authenticate_password
+from .service import AccountDisabled, EmailNotVerified, LoginFailed, authenticate_password
 
 bp = Blueprint("auth", __name__)
 
@@ -38,9 +38,35 @@ def _render(txn_id: str | None, email: str = "", error: str | None = None, statu
             error=error,
             next=nxt if nxt in NEXT_PAGES else None,
             reauth=bool(request.values.get("reauth")),
+            registration=services().settings.registration.enabled,
         ),
         status=status,
     )
+
+
+def _unverified(txn_id: str | None, email: str, user) -> Response:
+    """The password was right but the email is not verified: send a fresh link (a few
+    per hour at most) and say so. Only the holder of the password sees this page."""
+    from ..account.links import send_email_verification
+    from ..security.ratelimit import Limit, RateLimiter
+
+    try:
+        RateLimiter(services().store, Limit("verify.resend.user", 3, 3600)).hit(str(user.id))
+        sent = send_email_verification(user, txn=txn_id)
+    except RateLimited:
+        sent = True  # a recent link is still on its way; do not send yet another
+    if sent:
+        hours = max(1, services().settings.registration.verify_ttl // 3600)
+        message = (
+            f"Verify your email address first. We sent a link to {user.email}: open it, "
+            f"then sign in again. The link works once and expires after {hours} hours."
+        )
+    else:
+        message = (
+            "Verify your email address first. We could not send the link just now; "
+            "try signing in again in a few minutes, or contact the help desk."
+        )
+    return _render(txn_id, email, message, 403)
 
 
 @bp.route("/signin", methods=["GET", "POST"])
@@ -66,6 +92,8 @@ def signin() -> Response:
         user = authenticate_password(svc, email, password, request.remote_addr or "")
     except LoginFailed:
         return _render(txn_id, email, GENERIC_FAILURE, 200)
+    except EmailNotVerified as exc:
+        return _unverified(txn_id, email, exc.user)
     except AccountDisabled:
         return _render(
             txn_id, email, "This account is disabled. Contact the help desk for help.", 403

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from .. import audit
+from .. import audit, txmemo
 from ..extensions import db
 from ..models import Factor, User
 from ..models.base import utcnow
@@ -18,16 +18,23 @@ from .recovery_factor import RecoveryFactor
 from .totp_factor import TOTPFactor
 
 # How factor types are presented, in the order set-up and "try another way" list them.
-ORDER = ("webauthn", "totp", "recovery")
+ORDER = ("webauthn", "push", "totp", "sms", "voice", "email", "recovery")
 
 
 def build_registry(svc: Services) -> dict[str, FactorType]:
+    from .email_factor import EmailFactor
+    from .phone_factor import SmsFactor, VoiceFactor
+    from .push_factor import PushFactor
     from .webauthn_factor import WebAuthnFactor
 
     registry: dict[str, FactorType] = {
         "webauthn": WebAuthnFactor(svc),
+        "push": PushFactor(svc),
         "totp": TOTPFactor(svc),
         "recovery": RecoveryFactor(svc),
+        "email": EmailFactor(svc),
+        "sms": SmsFactor(svc),
+        "voice": VoiceFactor(svc),
     }
     return {t: registry[t] for t in ORDER if t in svc.settings.mfa.allowed_factors}
 
@@ -42,7 +49,13 @@ class MFAService:
         q = db.select(Factor).filter_by(user_id=user.id).order_by(Factor.created_at)
         if active_only:
             q = q.filter_by(status="active")
-        return list(db.session.execute(q).scalars())
+        # Asked several times per sign-in request: loaded once per transaction.
+        return txmemo.memo(
+            db.session(),
+            ("factors", user.id, active_only),
+            Factor,
+            lambda: list(db.session.execute(q).scalars()),
+        )
 
     def facts(self, user: User) -> UserFacts:
         active = [f for f in self.factors(user) if f.type in self.registry]
@@ -134,7 +147,8 @@ class MFAService:
                label=factor.label)  # fmt: skip
 
     def reset(self, user: User, *, reason: str, actor: str) -> int:
-        """Help-desk reset: remove every factor, end sessions and refresh tokens."""
+        """Help-desk reset: remove every factor, end sessions and refresh tokens, and
+        require the email address to be verified again before the next sign-in."""
         from ..models import RecoveryCode
         from ..oidc.tokens import TokenService
 
@@ -145,6 +159,9 @@ class MFAService:
         db.session.execute(db.delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
         user.mfa_failures = 0
         user.mfa_locked_until = None
+        # The user proves the email address again before enrolling anew: the next
+        # sign-in with the right password sends a verification link instead.
+        user.email_verified = False
         TokenService(self.svc).revoke_for_user(user.id)
         audit.record("mfa.reset", user_id=user.id, actor=actor, reason=reason, removed=count)
         db.session.commit()
@@ -157,5 +174,7 @@ class MFAService:
         user.mfa_locked_until = None
         user.failed_logins = 0
         user.locked_until = None
+        if "push" in self.registry:  # a reported push request paused push approval
+            self.registry["push"].clear_lock(user)  # type: ignore[attr-defined]
         audit.record("user.unlocked", user_id=user.id, actor=actor)
         db.session.commit()

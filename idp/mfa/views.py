@@ -4,6 +4,7 @@ recommendation, inside a sign-in transaction (``txn``) or from the account page
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from ..web import (
     set_session_cookie,
     validate_csrf,
 )
+from . import code_views
 from .base import EnrollmentError, InvalidResponse, MFAError, SecondFactorLocked
 
 bp = Blueprint("mfa", __name__, url_prefix="/mfa")
@@ -192,7 +194,13 @@ def setup_factor(kind: str) -> Response:
     gate = _reauth_needed(ctx)
     if gate is not None:
         return gate
-    handler = {"totp": _setup_totp, "webauthn": _setup_webauthn, "recovery": _setup_recovery}[kind]
+    if kind == "push":  # push approval: idp/mfa/push_views.py
+        from .push_views import setup_push
+
+        return setup_push(ctx, impl)
+    code_setup = functools.partial(code_views.setup, finish=_finish_setup)
+    handler = {"totp": _setup_totp, "webauthn": _setup_webauthn, "recovery": _setup_recovery,
+               **dict.fromkeys(code_views.KINDS, code_setup)}[kind]  # fmt: skip
     try:
         return handler(ctx, impl)
     except SecondFactorLocked as exc:
@@ -410,10 +418,17 @@ def challenge() -> Response:
     status = 200
     if request.method == "POST":
         validate_csrf()
+        if kind in code_views.KINDS and request.form.get("action") == "send":
+            return code_views.send(ctx, mfa.registry[kind], _locked)
+        if kind == "push":  # push approval: idp/mfa/push_views.py
+            from .push_views import challenge_post
+
+            return challenge_post(ctx, allowed)
         try:
             payload = {
                 "code": request.form.get("code", ""),
                 "credential": request.form.get("credential", ""),
+                "factor_id": request.form.get("factor_id", ""),
             }
             result = mfa.verify(ctx.user, kind, payload, binding=ctx.session.sid)
             _pass(ctx, kind, result.amr)
@@ -428,6 +443,7 @@ def challenge() -> Response:
                     error=f"Too many attempts. Wait {exc.retry_after} seconds and try again.",
                     others=[mfa.registry[t] for t in allowed if t != kind],
                     ctx_args=ctx.args,
+                    **code_views.challenge_vars(ctx, kind),
                 ),
                 status=429,
             )
@@ -449,7 +465,12 @@ def challenge() -> Response:
     others = [mfa.registry[t] for t in allowed if t != kind]
     return Response(
         render_template(
-            "mfa/challenge.html", kind=kind, error=error, others=others, ctx_args=ctx.args
+            "mfa/challenge.html",
+            kind=kind,
+            error=error,
+            others=others,
+            ctx_args=ctx.args,
+            **code_views.challenge_vars(ctx, kind),
         ),
         status=status,
     )

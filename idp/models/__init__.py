@@ -3,6 +3,7 @@
 from .audit import AuditEvent
 from .factor import Factor, RecoveryCode
 from .oauth import AuthorizationCode, Consent, OAuthClient, RefreshToken
+from .registration import RegistrationToken
 from .user import User
 
 __all__ = [
@@ -13,5 +14,6 @@ __all__ = [
     "OAuthClient",
     "RecoveryCode",
     "RefreshToken",
+    "RegistrationToken",
     "User",
 ]

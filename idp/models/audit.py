@@ -1,8 +1,15 @@
-"""Audit events: who did what, from where, to which client."""
+"""Audit events: who did what, from where, to which client.
+
+Events form a hash chain: each row stores the SHA-256 of the previous row (``prev_hash``)
+and its own ``hash`` over a canonical JSON of its fields and ``prev_hash``, so that
+changing, inserting or deleting a row breaks every link after it (``idp audit verify``).
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+import json
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Integer, String
@@ -10,6 +17,48 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
 from .base import UTCDateTime, utcnow
+
+#: ``prev_hash`` of the first event of the chain.
+GENESIS_HASH = "0" * 64
+
+
+def _timestamp(at: datetime) -> str:
+    if at.tzinfo is None:  # SQLite hands back naive UTC values before the type decorator
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event_digest(
+    *,
+    at: datetime,
+    event: str,
+    outcome: str,
+    user_id: int | None,
+    client_id: str | None,
+    ip: str | None,
+    user_agent: str | None,
+    details: dict[str, Any] | None,
+    prev_hash: str,
+) -> str:
+    """SHA-256 (hex) of the canonical JSON of an event and the previous event's hash.
+
+    Canonical form (chain format 1): the fields above as one JSON object with sorted
+    keys, no whitespace, UTF-8; ``at`` as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC.
+    """
+    body = {
+        "v": 1,
+        "at": _timestamp(at),
+        "event": event,
+        "outcome": outcome,
+        "user_id": user_id,
+        "client_id": client_id,
+        "ip": ip,
+        "user_agent": user_agent,
+        "details": details or {},
+        "prev_hash": prev_hash,
+    }
+    raw = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
 class AuditEvent(db.Model):
@@ -26,3 +75,19 @@ class AuditEvent(db.Model):
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(400))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Unique: two writers that read the same last hash cannot both append (no fork).
+    prev_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    hash: Mapped[str | None] = mapped_column(String(64))
+
+    def compute_hash(self, prev_hash: str) -> str:
+        return event_digest(
+            at=self.at,
+            event=self.event,
+            outcome=self.outcome,
+            user_id=self.user_id,
+            client_id=self.client_id,
+            ip=self.ip,
+            user_agent=self.user_agent,
+            details=self.details,
+            prev_hash=prev_hash,
+        )

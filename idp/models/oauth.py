@@ -43,6 +43,10 @@ class OAuthClient(db.Model):
     require_mfa: Mapped[bool] = mapped_column(Boolean, default=False)
     default_acr: Mapped[str | None] = mapped_column(String(200))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # RFC 7591 dynamic registration: never first party; managed with the RFC 7592
+    # registration access token, stored only as its SHA-256.
+    registered_dynamically: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    registration_access_token_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

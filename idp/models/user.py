@@ -40,6 +40,10 @@ class User(db.Model):
     mfa_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # WebAuthn user handle (random, never the email: WebAuthn L2 14.6.1).
     webauthn_handle: Mapped[str | None] = mapped_column(String(128), unique=True)
+    # Administration: "user", "helpdesk" (help-desk pages) or "admin" (everything).
+    role: Mapped[str] = mapped_column(String(16), default="user", server_default="user")
+    # Last "set up a second sign-in step" reminder sent from the MFA adoption dashboard.
+    mfa_reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

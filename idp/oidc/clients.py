@@ -146,9 +146,13 @@ def create_client(
     require_mfa: bool = False,
     default_acr: str | None = None,
     actor: str | None = None,
+    commit: bool = True,
     **metadata: Any,
 ) -> tuple[OAuthClient, str | None]:
-    """Register a client; returns it and its secret (shown once; only a hash is stored)."""
+    """Register a client; returns it and its secret (shown once; only a hash is stored).
+
+    ``commit=False`` leaves the new client in the caller's transaction (dynamic
+    registration commits it together with the use of the initial access token)."""
     data = normalize_metadata(**metadata)
     if client_id is not None:
         check_client_id(client_id)
@@ -170,8 +174,56 @@ def create_client(
     db.session.add(client)
     db.session.flush()
     audit.record("client.created", client_id=client.client_id, actor=actor, name=client.name)
-    db.session.commit()
+    if commit:
+        db.session.commit()
     return client, secret
+
+
+_UNSET: Any = object()
+
+
+def update_client(
+    client: OAuthClient,
+    *,
+    actor: str | None = None,
+    first_party: bool | None = None,
+    require_mfa: bool | None = None,
+    default_acr: str | None = _UNSET,
+    disabled: bool | None = None,
+    **metadata: Any,
+) -> list[str]:
+    """Validate and apply new metadata (lists replace the old ones whole), audit
+    ``client.updated`` with the changed fields and commit; returns the changed fields.
+    The auth method is not changed here (a client's credentials would change with it)."""
+    data = normalize_metadata(
+        name=metadata.get("name", client.name),
+        redirect_uris=metadata.get("redirect_uris", client.redirect_uris),
+        post_logout_redirect_uris=metadata.get(
+            "post_logout_redirect_uris", client.post_logout_redirect_uris
+        ),
+        auth_method=client.token_endpoint_auth_method,
+        grant_types=metadata.get("grant_types", client.grant_types),
+        scope=metadata.get("scope", client.scope),
+        jwks=metadata.get("jwks", client.jwks),
+    )
+    if default_acr is not _UNSET:
+        check_default_acr(default_acr)
+    changed = [k for k, v in data.items() if getattr(client, k) != v]
+    for key, value in data.items():
+        setattr(client, key, value)
+    flags = {"first_party": first_party, "require_mfa": require_mfa, "disabled": disabled}
+    if client.registered_dynamically:
+        flags["first_party"] = None  # RFC 7591 clients are never first party
+    for attr, value in flags.items():
+        if value is not None and getattr(client, attr) != value:
+            setattr(client, attr, value)
+            changed.append(attr)
+    if default_acr is not _UNSET and client.default_acr != default_acr:
+        client.default_acr = default_acr
+        changed.append("default_acr")
+    audit.record("client.updated", client_id=client.client_id, actor=actor, fields=changed)
+    db.session.commit()
+    return changed
 
 
 def rotate_secret(client: OAuthClient, *, actor: str | None = None) -> str:

@@ -26,7 +26,7 @@ from flask import Flask
 from joserfc.jwk import KeySet
 from sqlalchemy import update
 
-from .. import audit
+from .. import audit, txmemo
 from ..extensions import db
 from ..models import AuthorizationCode, OAuthClient, User
 from ..models.base import utcnow
@@ -39,11 +39,19 @@ AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", 
 
 
 def query_client(client_id: str | None) -> OAuthClient | None:
+    """The enabled client with this id. Loaded once per database transaction (the
+    authorization pipeline and the sign-in policy both ask for it in one request)."""
     if not client_id or len(client_id) > 64:
         return None
-    client = db.session.execute(
-        db.select(OAuthClient).filter_by(client_id=client_id)
-    ).scalar_one_or_none()
+    rows = txmemo.memo(
+        db.session(),
+        ("client", client_id),
+        OAuthClient,
+        lambda: list(
+            db.session.execute(db.select(OAuthClient).filter_by(client_id=client_id)).scalars()
+        ),
+    )
+    client = rows[0] if rows else None
     if client is None or client.disabled:
         return None
     return client
@@ -61,9 +69,10 @@ def _token_response(
     code: AuthorizationCode | None = None,
     refresh_expires_at=None,
     id_token: bool = True,
+    jti: str | None = None,
 ) -> dict[str, Any]:
     ts = TokenService(services())
-    access, jti, expires_in = ts.access_token(client, user, scope, ctx)
+    access, jti, expires_in = ts.access_token(client, user, scope, ctx, jti=jti)
     body: dict[str, Any] = {
         "access_token": access,
         "token_type": "Bearer",
@@ -83,8 +92,6 @@ def _token_response(
         )
     if user is not None and id_token and "openid" in scope.split():
         body["id_token"] = ts.id_token(client, user, ctx, nonce=nonce, access_token=access)
-    if code is not None:
-        code.access_token_jti = jti
     audit.record(
         "token.issued",
         user_id=user.id if user else None,
@@ -214,11 +221,14 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def create_token_response(self):
         code: AuthorizationCode = self.request.authorization_code
-        # Atomic single use (RFC 6749 4.1.2): exactly one request flips used_at.
+        # Atomic single use (RFC 6749 4.1.2): exactly one request flips used_at. The jti
+        # of the access token about to be issued is recorded by the same statement, so
+        # a replay of the code can revoke it.
+        jti = TokenService.new_jti()
         burned = db.session.execute(
             update(AuthorizationCode)
             .where(AuthorizationCode.id == code.id, AuthorizationCode.used_at.is_(None))
-            .values(used_at=utcnow())
+            .values(used_at=utcnow(), access_token_jti=jti)
         ).rowcount
         if burned != 1:
             db.session.rollback()
@@ -230,7 +240,14 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             raise InvalidGrantError("The user of this authorization code cannot sign in.")
         ctx = AuthContext(code.auth_time, code.acr, tuple(code.amr or ()), code.sid)
         body = _token_response(
-            self.request.client, user, code.scope, ctx, refresh=True, nonce=code.nonce, code=code
+            self.request.client,
+            user,
+            code.scope,
+            ctx,
+            refresh=True,
+            nonce=code.nonce,
+            code=code,
+            jti=jti,
         )
         db.session.commit()
         return 200, body, self.TOKEN_RESPONSE_HEADER

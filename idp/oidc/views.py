@@ -79,6 +79,7 @@ def discovery() -> Response:
         "end_session_endpoint": f"{iss}/logout",
         "introspection_endpoint": f"{iss}/introspect",
         "revocation_endpoint": f"{iss}/revoke",
+        "registration_endpoint": f"{iss}/connect/register",  # RFC 7591 / RFC 8414 2
         "scopes_supported": SCOPES_SUPPORTED,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
@@ -200,6 +201,10 @@ def token() -> Response:
     if repeated is not None:
         # RFC 6749 3.2: parameters MUST NOT be included more than once (5.2).
         resp = _json_error(400, "invalid_request", f"Repeated parameter {repeated[:40]!r}.")
+    elif not request.form.get("grant_type"):
+        # RFC 6749 5.2: a missing required parameter is invalid_request (Authlib would
+        # answer unsupported_grant_type, which is for a grant type it does not know).
+        resp = _json_error(400, "invalid_request", "The grant_type parameter is required.")
     else:
         resp = _server().create_token_response()
     if resp.status_code >= 400:
@@ -230,9 +235,11 @@ def _bearer_token() -> tuple[str | None, Response | None]:
         )
     tok = from_header or from_body
     if not tok:
+        # RFC 6750 3.1: a request without any authentication gets no error code in the
+        # challenge; the body says what is missing.
         return None, _json_error(
             401,
-            "invalid_request",
+            "invalid_token",
             "An access token is required.",
             **{"WWW-Authenticate": 'Bearer realm="userinfo"'},
         )
@@ -477,3 +484,6 @@ def init_oidc(app) -> None:
 
     app.extensions["idp.oauth"] = create_authorization_server(app)
     app.register_blueprint(bp)
+    from .registration import bp as registration_bp
+
+    app.register_blueprint(registration_bp)

@@ -332,6 +332,42 @@ def test_signin_consent_home_signout_and_error_pages(
     audit.assert_clean()
 
 
+def test_registration_and_recovery_pages(audit: _Audit, a11y_page: Page, live_server: LiveServer):
+    """Create an account (with an error shown), forgot password, and the lost-methods
+    page: the pages people reach when they cannot sign in."""
+    page, live = a11y_page, live_server
+    page.goto(f"{live.issuer}/register")
+    h1(page, "Create an account")
+    audit.page(page, "register")
+    page.get_by_label("Full name").fill("Ada Byron")
+    page.get_by_label("Email address").fill("not-an-address")
+    page.get_by_label("Password", exact=True).fill("short")
+    page.get_by_label("Type the password again").fill("different")
+    page.get_by_role("button", name="Create account").click()
+    h1(page, "Create an account")
+    expect(page.get_by_role("alert").first).to_be_visible()
+    audit.page(page, "register-errors")
+    page.get_by_label("Email address").fill("ada.byron@example.com")
+    page.get_by_label("Password", exact=True).fill("analytical engines weave algebra")
+    page.get_by_label("Type the password again").fill("analytical engines weave algebra")
+    page.get_by_role("button", name="Create account").click()
+    h1(page, "Check your email")
+    audit.page(page, "register-check-email")
+
+    page.goto(f"{live.issuer}/forgot")
+    h1(page, "Reset your password")
+    audit.page(page, "forgot")
+    page.get_by_label("Email address").fill("ada.byron@example.com")
+    page.get_by_role("button", name="Send the link").click()
+    h1(page, "Check your email")
+    audit.page(page, "forgot-sent")
+
+    page.goto(f"{live.issuer}/recover")
+    h1(page, "I lost access to all my sign-in methods")
+    audit.page(page, "recover")
+    audit.assert_clean()
+
+
 # -- 2. required set-up: choice, authenticator app, recommendation, recovery codes -------
 
 

@@ -33,6 +33,7 @@ def _production(settings, **top):
         "security": replace(
             settings.security, encryption_keys={"k1": key}, active_encryption_key="k1"
         ),
+        "ops": replace(settings.ops, metrics_token=secrets.token_urlsafe(24)),
     }
     values.update(top)
     return replace(settings, **values)
@@ -98,6 +99,7 @@ def test_production_refuses_the_development_secret_from_the_environment(
         "IDP_KEYS_DIRECTORY": str(keys_dir),
         "IDP_SECURITY_ENCRYPTION_KEYS": "k1:" + base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "IDP_SECURITY_ACTIVE_ENCRYPTION_KEY": "k1",
+        "IDP_OPS_METRICS_TOKEN": secrets.token_urlsafe(24),
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)

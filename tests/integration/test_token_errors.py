@@ -179,7 +179,7 @@ def test_client_secret_post(app, client, make_client, make_user):
 # -- grant types ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("grant_type", ["password", "implicit", "urn:example:nope", ""])
+@pytest.mark.parametrize("grant_type", ["password", "implicit", "urn:example:nope"])
 def test_unsupported_grant_type(app, client, rp, grant_type):
     resp = post_token(
         client,
@@ -191,9 +191,12 @@ def test_unsupported_grant_type(app, client, rp, grant_type):
     assert refused(app, "unsupported_grant_type")
 
 
-def test_missing_grant_type(app, client, rp):
-    resp = post_token(client, {"code": "x"}, auth=(rp.client_id, rp.client_secret))
-    assert_json_error(resp, 400, "unsupported_grant_type")
+@pytest.mark.parametrize("fields", [{"code": "x"}, {"grant_type": "", "code": "x"}])
+def test_missing_grant_type(app, client, rp, fields):
+    """RFC 6749 5.2: a missing required parameter is invalid_request."""
+    resp = post_token(client, fields, auth=(rp.client_id, rp.client_secret))
+    assert_json_error(resp, 400, "invalid_request")
+    assert refused(app, "invalid_request")
 
 
 def test_missing_code(app, client, rp):
@@ -455,7 +458,7 @@ def test_json_body(app, client, rp):
         content_type="application/json",
         headers={"Authorization": basic_auth_header(rp.client_id, rp.client_secret)},
     )
-    assert_json_error(resp, 400, "unsupported_grant_type")
+    assert_json_error(resp, 400, "invalid_request")
 
 
 @pytest.mark.parametrize(
@@ -466,9 +469,9 @@ def test_json_body(app, client, rp):
             "application/x-www-form-urlencoded",
             "invalid_grant",
         ),
-        (b"\xff\xfe\x00junk", "application/x-www-form-urlencoded", "unsupported_grant_type"),
-        (b"grant_type", "application/x-www-form-urlencoded", "unsupported_grant_type"),
-        (b"{not json", "application/json", "unsupported_grant_type"),
+        (b"\xff\xfe\x00junk", "application/x-www-form-urlencoded", "invalid_request"),
+        (b"grant_type", "application/x-www-form-urlencoded", "invalid_request"),
+        (b"{not json", "application/json", "invalid_request"),
         (b"grant_type=client_credentials", "text/plain", "invalid_request"),
         (b"<xml/>", "application/xml", "invalid_request"),
     ],

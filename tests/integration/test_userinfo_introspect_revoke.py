@@ -74,6 +74,8 @@ def test_userinfo_without_token(app, client, method):
     # RFC 6750 3.1: no error code when the request has no authentication at all.
     assert "error=" not in challenge
     assert resp.headers["Cache-Control"] == "no-store"
+    # The body's code agrees with the 401 (invalid_request would mean a 400).
+    assert resp.get_json()["error"] == "invalid_token"
 
 
 @pytest.mark.parametrize("header", ["Basic eDp5", "Bearer", "Bearer ", "bearer"])

@@ -537,6 +537,15 @@ def test_demo_is_refused_in_production(cli):
         "IDP_ISSUER": "https://idp.example",
         "IDP_SECURITY_ENCRYPTION_KEYS": "k1:" + base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "IDP_SECURITY_ACTIVE_ENCRYPTION_KEY": "k1",
+        "IDP_OPS_METRICS_TOKEN": secrets.token_urlsafe(24),
+        # Real delivery backends (console ones only warn in production, on stderr).
+        "IDP_DELIVERY_EMAIL_BACKEND": "smtp",
+        "IDP_DELIVERY_SMTP_HOST": "smtp.example.gov",
+        "IDP_DELIVERY_SMS_BACKEND": "twilio",
+        "IDP_DELIVERY_VOICE_BACKEND": "twilio",
+        "IDP_DELIVERY_TWILIO_ACCOUNT_SID": "AC123",
+        "IDP_DELIVERY_TWILIO_AUTH_TOKEN": secrets.token_urlsafe(16),
+        "IDP_DELIVERY_TWILIO_FROM": "+12025550100",
     }
     assert len(production["IDP_SECRET_KEY"]) == 48
     assert "env=production" in cli.ok("config", "check", env=production)  # a valid config

@@ -29,6 +29,7 @@ PROD_ENV = {
     "IDP_SECRET_KEY": STRONG_SECRET,
     "IDP_SECURITY_ENCRYPTION_KEYS": f"k1:{REAL_KEY}",
     "IDP_SECURITY_ACTIVE_ENCRYPTION_KEY": "k1",
+    "IDP_OPS_METRICS_TOKEN": "m" * 32,
 }
 
 
@@ -413,6 +414,21 @@ def test_env_bad_encryption_key_length() -> None:
 
 def test_production_settings_accepted() -> None:
     assert load_settings(environ=PROD_ENV).is_production
+
+
+def test_production_metrics_need_a_token() -> None:
+    environ = dict(PROD_ENV)
+    del environ["IDP_OPS_METRICS_TOKEN"]
+    message = refused(**environ)
+    assert "metrics_token must be at least 16 characters in production" in message
+    # Switching metrics off is the other way to satisfy the rule.
+    assert load_settings(environ={**environ, "IDP_OPS_METRICS_ENABLED": "false"}).is_production
+
+
+def test_metrics_token_is_masked() -> None:
+    settings = load_settings(environ=PROD_ENV)
+    assert settings.as_dict()["ops"]["metrics_token"] == "***"
+    assert "m" * 32 not in repr(settings)
 
 
 def test_production_with_dev_secret() -> None:

@@ -1,0 +1,132 @@
+"""Email change: ``/account/email`` and the confirmation link sent to the NEW address.
+
+Changing the address needs a recent re-authentication, like every sensitive change (a
+second factor within ``[mfa] reauth_window``, or the password for a user without one).
+The link proves the new inbox, is single use, expires after ``[registration]
+verify_ttl`` and dies if the address changed meanwhile. An address that already
+belongs to another account gets the same "check your new inbox" answer, but a notice
+instead of a link, so the form cannot be used to find out who has an account. When the
+change is confirmed the OLD address is told.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, render_template, request, url_for
+from sqlalchemy.exc import IntegrityError
+
+from .. import audit
+from ..extensions import db
+from ..models import User
+from ..security.ratelimit import Limit, RateLimited, RateLimiter
+from ..services import services
+from ..web import error_page, validate_csrf
+from . import links
+from .mail import send
+from .registration import link_error, valid_email
+
+bp = Blueprint("email", __name__)
+
+
+def _gate_and_reauth() -> tuple[User, object] | Response:
+    from ..mfa.views import Ctx, _reauth_needed
+    from .views import _gate
+
+    gate = _gate()
+    if isinstance(gate, Response):
+        return gate
+    user, session = gate
+    again = _reauth_needed(Ctx(user, session, None))
+    if again is not None:
+        return again
+    return user, session
+
+
+def _page(error: str | None = None, email: str = "", status: int = 200) -> Response:
+    from ..web import current_user
+
+    return Response(
+        render_template("account/email.html", user=current_user(), error=error, email=email),
+        status=status,
+    )
+
+
+@bp.route("/account/email", methods=["GET", "POST"])
+def change() -> Response:
+    gate = _gate_and_reauth()
+    if isinstance(gate, Response):
+        return gate
+    user, _session = gate
+    if request.method == "GET":
+        return _page()
+    validate_csrf()
+    svc = services()
+    new = User.normalize_email(request.form.get("email") or "")
+    if not valid_email(new):
+        return _page("Enter an email address like name@example.com.", new, 400)
+    if new == user.email:
+        return _page("That is already your email address.", new, 400)
+    try:
+        RateLimiter(svc.store, Limit("email_change.user", 5, 3600)).hit(str(user.id))
+    except RateLimited as exc:
+        resp = _page(f"Too many attempts. Wait {max(1, exc.retry_after // 60)} minutes.", new, 429)
+        resp.headers["Retry-After"] = str(exc.retry_after)
+        return resp
+    ttl = svc.settings.registration.verify_ttl
+    if _address_in_use(new, user.id):
+        audit.record_now("email.change_requested", outcome="failure", user_id=user.id,
+                         reason="address in use")  # fmt: skip
+        send(new, "email_change_taken")
+    else:
+        token = links.issue("email_change", user, ttl, new_email=new)
+        audit.record_now("email.change_requested", user_id=user.id)
+        send(new, "email_change_verify", user=user,
+             link=links.url(url_for("email.confirm", token=token)),
+             hours=max(1, ttl // 3600))  # fmt: skip
+    return Response(
+        render_template(
+            "account/check_email.html", hours=max(1, ttl // 3600), txn=None, new_address=True
+        )
+    )
+
+
+def _address_in_use(address: str, user_id: int) -> bool:
+    query = db.select(User.id).filter(User.email == address, User.id != user_id)
+    return db.session.execute(query).first() is not None
+
+
+@bp.get("/account/email/confirm/<token>")
+def confirm(token: str) -> Response:
+    """The link from the new inbox: switch the address and tell the old one."""
+    try:
+        link = links.consume("email_change", token)
+    except links.LinkError as exc:
+        audit.record_now("email.change_failed", outcome="failure", reason=type(exc).__name__)
+        return link_error(exc, again=url_for("email.change"), again_text="Change your email again")
+    user = link.user
+    new = str(link.data.get("new_email") or "")
+    old = user.email
+    in_use = _address_in_use(new, user.id)
+    if not in_use and valid_email(new):
+        user.email = new
+        user.email_verified = True
+        try:
+            db.session.flush()  # the unique constraint decides a race
+            audit.record("email.changed", user_id=user.id)
+            db.session.commit()
+        except IntegrityError:
+            # Another account took the address between the check and the update.
+            db.session.rollback()
+            in_use = True
+    else:
+        in_use = True
+    if in_use:
+        audit.record_now("email.change_failed", outcome="failure", user_id=user.id,
+                         reason="address in use")  # fmt: skip
+        return error_page(
+            409,
+            "This address cannot be used",
+            "This email address now belongs to another account, so your address was not "
+            "changed. Choose another address.",
+        )
+    send(old, "email_changed", user=user, new_email=new)
+    return Response(render_template("account/email_changed.html", email=new))

@@ -1,0 +1,172 @@
+"""Set-up and challenge pages of the code factors (email, text message, voice call).
+
+``idp.mfa.views`` dispatches here; the rules: sending happens only on POST (a GET never
+sends), one click on "Send code" sends to the default destination, a failed send says
+so plainly and links to the user's other methods, and a set-up binds nothing until the
+code comes back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Response, redirect, render_template, request, url_for
+
+from .. import audit
+from ..security.ratelimit import RateLimited
+from ..services import services
+from .base import EnrollmentError, InvalidResponse, SecondFactorLocked
+from .code_factor import CodeFactor, DeliveryFailed
+from .otp_codes import ResendTooSoon
+
+KINDS = ("email", "sms", "voice")
+
+
+def _mfa():
+    from flask import current_app
+
+    return current_app.extensions["idp.mfa"]
+
+
+def _ip() -> str:
+    return request.remote_addr or ""
+
+
+def _wait(seconds: int) -> str:
+    return f"A code was sent moments ago. Wait {seconds} seconds before asking for a new one."
+
+
+def _too_many(exc: RateLimited) -> str:
+    minutes = (exc.retry_after + 59) // 60
+    when = f"{exc.retry_after} seconds" if exc.retry_after < 120 else f"{minutes} minutes"
+    return f"Too many codes were sent. Wait {when} and try again, or use another method."
+
+
+def _others(ctx, kind: str) -> list[Any]:
+    mfa = _mfa()
+    types = mfa.facts(ctx.user).factor_types
+    return [impl for t, impl in mfa.registry.items() if t in types and t != kind]
+
+
+def delivery_failed(ctx, impl: CodeFactor, *, setup: bool) -> Response:
+    """The plain "could not send" page, offering the user's other methods (or, during
+    set-up, the other kinds of method)."""
+    mfa = _mfa()
+    if setup:
+        has = mfa.facts(ctx.user).factor_types
+        others = [i for t, i in mfa.registry.items() if t != impl.type and (has or i.first_factor)]
+    else:
+        others = _others(ctx, impl.type)
+    return Response(
+        render_template("mfa/code_failed.html", impl=impl, others=others, setup=setup,
+                        ctx_args=ctx.args),
+        status=503,
+    )  # fmt: skip
+
+
+# -- challenge -----------------------------------------------------------------------------
+
+
+def challenge_vars(ctx, kind: str) -> dict[str, Any]:
+    """What ``mfa/challenge.html`` needs for a code factor."""
+    impl = _mfa().registry.get(kind)
+    if kind not in KINDS or impl is None:
+        return {}
+    factors = impl.active(ctx.user)
+    factor = impl.choose(factors, request.values.get("factor_id")) or impl.choose(factors, None)
+    if factor is None:
+        return {}
+    return {
+        "code_impl": impl,
+        "code_factor": factor,
+        "code_masked": impl.masked(factor),
+        "code_sent": impl.code_pending(ctx.user, factor),
+        "code_destinations": [(f.id, impl.masked(f)) for f in factors if f.id != factor.id],
+        "code_minutes": max(1, services().settings.otp.code_ttl // 60),
+    }
+
+
+def send(ctx, impl: CodeFactor, locked: Callable[[SecondFactorLocked], Response]) -> Response:
+    """POST "Send code" / "Send a new code" on the challenge page."""
+    mfa = _mfa()
+    try:
+        mfa.check_not_locked(ctx.user)
+    except SecondFactorLocked as exc:
+        return locked(exc)
+    factor = impl.choose(impl.active(ctx.user), request.form.get("factor_id"))
+    if factor is None:
+        return redirect(url_for("mfa.challenge", **ctx.args))
+    error, status, headers = None, 200, {}
+    try:
+        impl.send(ctx.user, factor, ip=_ip())
+    except ResendTooSoon as exc:
+        error, status, headers = _wait(exc.retry_after), 429, {"Retry-After": str(exc.retry_after)}
+    except RateLimited as exc:
+        error, status = _too_many(exc), 429
+        headers = {"Retry-After": str(exc.retry_after)}
+    except DeliveryFailed:
+        return delivery_failed(ctx, impl, setup=False)
+    if error is None:
+        # Post/redirect/get: reloading the code page must not send another code.
+        return redirect(url_for("mfa.challenge", kind=impl.type, factor_id=factor.id, **ctx.args))
+    others = _others(ctx, impl.type)
+    resp = Response(
+        render_template("mfa/challenge.html", kind=impl.type, error=error, others=others,
+                        ctx_args=ctx.args, **challenge_vars(ctx, impl.type)),
+        status=status,
+    )  # fmt: skip
+    resp.headers.update(headers)
+    return resp
+
+
+# -- set-up --------------------------------------------------------------------------------
+
+
+def setup(ctx, impl: CodeFactor, finish: Callable[..., Response]) -> Response:
+    """Enter an address or number -> a code is sent -> enter it -> the factor is bound."""
+    binding = ctx.session.sid
+    action = request.form.get("action", "") if request.method == "POST" else ""
+    error, status = None, 200
+    form = {"destination": "", "label": ""}
+    try:
+        if action == "send":
+            form = {
+                "destination": (request.form.get("destination") or "")[:254],
+                "label": (request.form.get("label") or "").strip()[:60],
+            }
+            impl.begin_enrollment(ctx.user, form["destination"], form["label"],
+                                  binding=binding, ip=_ip())  # fmt: skip
+            return redirect(url_for("mfa.setup_factor", kind=impl.type, **ctx.args))
+        if action == "resend":
+            impl.resend_enrollment(ctx.user, binding=binding, ip=_ip())
+            return redirect(url_for("mfa.setup_factor", kind=impl.type, resent=1, **ctx.args))
+        if action == "restart":
+            impl.cancel_enrollment(ctx.user, binding=binding)
+            return redirect(url_for("mfa.setup_factor", kind=impl.type, **ctx.args))
+        if action == "verify":
+            services().mfa_attempts.hit(f"enroll:{ctx.user.id}")
+            factor = impl.finish_enrollment(ctx.user, request.form.get("code", ""),
+                                            binding=binding)  # fmt: skip
+            return finish(ctx, factor, impl.amr)
+    except InvalidResponse as exc:
+        audit.record_now("mfa.enroll_failed", outcome="failure", user_id=ctx.user.id,
+                         factor=impl.type, reason=exc.reason)  # fmt: skip
+        error, status = exc.message, 400
+    except EnrollmentError as exc:
+        error, status = exc.message, 400
+    except ResendTooSoon as exc:
+        error, status = _wait(exc.retry_after), 429
+    except RateLimited as exc:
+        error, status = _too_many(exc), 429
+    except DeliveryFailed:
+        return delivery_failed(ctx, impl, setup=True)
+    pending = impl.pending_enrollment(ctx.user, binding=binding)
+    if pending is None and action == "" and impl.type == "email":
+        form["destination"] = ctx.user.email
+    return Response(
+        render_template("mfa/code_setup.html", impl=impl, pending=pending, error=error,
+                        form=form, resent=bool(request.args.get("resent")), ctx_args=ctx.args,
+                        minutes=max(1, services().settings.otp.code_ttl // 60)),
+        status=status,
+    )  # fmt: skip

@@ -1,0 +1,75 @@
+"""Codes by email: satisfies ``urn:idp:acr:mfa`` but is not AAL2.
+
+NIST SP 800-63B 5.1.3.1: email SHALL NOT be used for out-of-band authentication, so an
+email code counts for the portal's MFA rule only (see ``idp.auth.assurance``). The
+address may differ from the sign-in address. amr ``email`` is the project's own value
+(RFC 8176 has none).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..delivery import EmailMessage
+from ..models import User
+from .base import EnrollmentError
+from .code_factor import CodeFactor
+from .otp_codes import Sent
+
+# RFC 5321 4.5.3.1: 64 octets local part, 254 for the whole path; a practical subset
+# of RFC 5322 addr-spec (no quoted local parts, no IP literals, a dotted domain).
+_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}")
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def parse_email(raw: str) -> str:
+    """A normalized address (domain lower-cased), or raise :class:`EnrollmentError`."""
+    text = (raw or "").strip()
+    bad = EnrollmentError("Enter an email address like name@example.com.")
+    if not text or len(text) > 254 or text.count("@") != 1:
+        raise bad
+    local, domain = text.split("@")
+    if not _LOCAL.fullmatch(local) or local.startswith(".") or local.endswith(".") or ".." in local:
+        raise bad
+    labels = domain.split(".")
+    if len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise bad
+    if labels[-1].isdigit():
+        raise bad
+    return f"{local}@{domain.lower()}"
+
+
+def mask_email(address: str) -> str:
+    """``a***@example.com``."""
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+class EmailFactor(CodeFactor):
+    type = "email"
+    display_name = "Email code"
+    description = (
+        "Get a 6-digit code by email. Works with any inbox, but it is the weakest option: "
+        "some applications need a stronger one."
+    )
+    amr = ("email",)
+    channel_noun = "an email"
+    destination_label = "Email address"
+
+    def parse_destination(self, raw: str) -> str:
+        return parse_email(raw)
+
+    def mask(self, destination: str) -> str:
+        return mask_email(destination)
+
+    def deliver(self, user: User, destination: str, sent: Sent) -> None:
+        subject = f"{self.svc.settings.ui.service_name}: your verification code"
+        self.svc.email.send(
+            EmailMessage(
+                to=destination,
+                subject=subject,
+                text=self.render("email/code.txt", sent, user=user),
+                html=self.render("email/code.html", sent, user=user, subject=subject),
+                purpose="otp.email",
+            )
+        )

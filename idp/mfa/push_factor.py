@@ -1,0 +1,47 @@
+"""Push approval with number matching in the companion app (``idp-verify``).
+
+The verification that counts is the app's answer: the number the user picked among
+three is compared with the one the browser shows (NIST SP 800-63B: a value passes
+between the two channels). It walks :meth:`idp.mfa.service.MFAService.verify` like
+every factor (lock, rate limit, a wrong number counts as a failure); the browser then
+completes the sign-in with the approved challenge (:meth:`PushService.complete`).
+See :mod:`idp.mfa.push` and docs/PUSH.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..models import Factor, User
+from ..services import Services
+from .base import InvalidResponse, Verified
+from .push import PushService
+
+
+class PushFactor:
+    type = "push"
+    display_name = "Push approval (idp-verify app)"
+    description = (
+        "Approve sign-ins in the idp-verify companion app by picking the number shown on "
+        "the screen. The app also gives 6-digit codes when your phone is offline."
+    )
+    first_factor = True
+
+    def __init__(self, svc: Services):
+        self.svc = svc
+        self.service = PushService(svc)
+
+    def verify(
+        self, user: User, factors: list[Factor], payload: dict[str, Any], *, binding: str
+    ) -> Verified:
+        """*payload* is the app's answer: ``device_id``, ``challenge`` and ``number``
+        (the device already authenticated by its signature)."""
+        device = next((f for f in factors if f.credential_id == payload.get("device_id")), None)
+        if device is None:
+            raise InvalidResponse("This device is not registered.", reason="push unknown device")
+        return self.service.answer(
+            device, str(payload.get("challenge") or ""), payload.get("number")
+        )
+
+    def clear_lock(self, user: User) -> bool:
+        return self.service.clear_lock(user)

@@ -1,0 +1,206 @@
+"""Browser side of push approval: the set-up page (QR code, waits for the app), the
+challenge page (send a request, show the number, wait for the answer) and their JSON
+status endpoints, polled by ``static/push.js``. Without JavaScript the pages still work:
+"I added the app, continue" and "I approved it, continue" submit the same forms.
+
+The per-type logic lives here; :mod:`idp.mfa.views` only dispatches to
+:func:`setup_push` and :func:`challenge_post`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from .. import audit
+from ..security.ratelimit import RateLimited
+from ..web import current_session, current_user
+from .base import EnrollmentError, SecondFactorLocked
+from .push import AMR, ChallengeGone, NotApproved, PushLocked, PushService
+
+bp = Blueprint("mfa_push", __name__, url_prefix="/mfa/push")
+
+
+def _service() -> PushService | None:
+    impl = current_app.extensions["idp.mfa"].registry.get("push")
+    return impl.service if impl is not None else None
+
+
+def _json(body: dict[str, Any], status: int = 200) -> Response:
+    resp = jsonify(body)
+    resp.status_code = status
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+# -- set-up ----------------------------------------------------------------------------
+
+
+def setup_push(ctx, impl) -> Response:
+    """GET: the enrollment link and QR code; POST: finish once the app registered."""
+    from .views import _finish_setup
+
+    svc: PushService = impl.service
+    binding = ctx.session.sid
+    error = None
+    if request.method == "POST":
+        try:
+            device = svc.finish_enrollment(ctx.user, binding=binding)
+            return _finish_setup(ctx, device, AMR)
+        except EnrollmentError as exc:
+            audit.record_now(
+                "mfa.enroll_failed",
+                outcome="failure",
+                user_id=ctx.user.id,
+                factor="push",
+                reason=exc.reason,
+            )
+            error = exc.message
+    try:
+        data = svc.begin_enrollment(ctx.user, binding=binding)
+    except EnrollmentError as exc:
+        from ..web import error_page
+
+        return error_page(409, "Cannot set up push approval", exc.message)
+    return Response(
+        render_template("mfa/push_setup.html", error=error, ctx_args=ctx.args, **data),
+        status=200 if error is None else 400,
+    )
+
+
+@bp.get("/enroll/status")
+def enroll_status() -> Response:
+    """``{"status": "waiting" | "enrolled" | "expired"}`` for this browser session."""
+    session, svc = current_session(), _service()
+    if session is None or current_user() is None or svc is None:
+        return _json({"status": "signed_out"}, 401)
+    return _json({"status": svc.enrollment_status(session.sid)})
+
+
+# -- challenge ----------------------------------------------------------------------------
+
+
+def _render(ctx, allowed, error: str | None, status: int, **headers: str) -> Response:
+    registry = current_app.extensions["idp.mfa"].registry
+    resp = Response(
+        render_template(
+            "mfa/challenge.html",
+            kind="push",
+            error=error,
+            ctx_args=ctx.args,
+            others=[registry[t] for t in allowed if t != "push"],
+        ),
+        status=status,
+    )
+    for k, v in headers.items():
+        resp.headers[k] = v
+    return resp
+
+
+def challenge_post(ctx, allowed) -> Response:
+    """The challenge page's forms: ``action=send`` sends a (new) request to the user's
+    devices; anything else continues with the approved request."""
+    from .views import _locked, _pass
+
+    svc = _service()
+    mfa = current_app.extensions["idp.mfa"]
+    assert svc is not None
+    try:
+        mfa.check_not_locked(ctx.user)
+    except SecondFactorLocked as exc:
+        return _locked(exc)
+    if request.form.get("action") == "send":
+        client = ""
+        if ctx.txn is not None:
+            client = _client_name(ctx.txn.params.get("client_id", ""))
+        try:
+            ch = svc.send(
+                ctx.user,
+                binding=ctx.session.sid,
+                client=client or "Your account",
+                ip=request.remote_addr or "",
+                user_agent=request.user_agent.string,
+            )
+        except RateLimited as exc:
+            return _render(
+                ctx,
+                allowed,
+                f"Too many requests were sent. Wait {exc.retry_after} seconds, or try another way.",
+                429,
+                **{"Retry-After": str(exc.retry_after)},
+            )
+        except (PushLocked, ChallengeGone) as exc:
+            return _render(ctx, allowed, exc.message, 403)
+        resp = redirect(url_for("mfa.challenge", kind="push", **ctx.args))
+        # For clients without a browser page (docs/PUSH.md): where to read the number.
+        status_url = url_for("push_api.status", handle=ch.handle, _external=True)
+        resp.headers["Link"] = f'<{status_url}>; rel="push-status"'
+        return resp
+    try:
+        svc.complete(ctx.user, binding=ctx.session.sid)
+    except NotApproved as exc:
+        return _render(ctx, allowed, exc.message, 409 if exc.status == "pending" else 400)
+    _pass(ctx, "push", AMR)
+    return redirect(ctx.done_url())
+
+
+def _client_name(client_id: str) -> str:
+    from ..extensions import db
+    from ..models import OAuthClient
+
+    client = db.session.execute(
+        db.select(OAuthClient).filter_by(client_id=client_id)
+    ).scalar_one_or_none()
+    return getattr(client, "name", "") or client_id
+
+
+@bp.get("/status")
+def status() -> Response:
+    """This browser session's request: ``{"status", "number"?, "expires_in"?}``.
+    ``challenge`` (the id the page was rendered with) makes a replaced or lost request
+    read as ``expired``."""
+    session, svc = current_session(), _service()
+    if session is None or current_user() is None or svc is None:
+        return _json({"status": "signed_out"}, 401)
+    state, ch = svc.current(session.sid, request.args.get("challenge") or None)
+    body: dict[str, Any] = {"status": state}
+    if ch is not None and state == "pending":
+        body["number"] = ch.number
+        body["expires_in"] = max(0, ch.expires - int(time.time()))
+    return _json(body)
+
+
+@bp.app_context_processor
+def _push_template_helpers() -> dict[str, Any]:
+    def push_state() -> dict[str, Any]:
+        """What the challenge page shows for push: the devices, the request's status,
+        its number, and the out-of-band status URL."""
+        session, user, svc = current_session(), current_user(), _service()
+        if session is None or user is None or svc is None:
+            return {"status": "none", "devices": [], "locked": False}
+        state, ch = svc.current(session.sid)
+        out: dict[str, Any] = {
+            "status": state,
+            "devices": [d.label for d in svc.devices(user)],
+            "locked": svc.is_locked(user),
+        }
+        if ch is not None:
+            out["challenge"] = ch.id
+            if state == "pending":
+                out["number"] = ch.number
+                out["expires_in"] = max(0, ch.expires - int(time.time()))
+                out["handle_url"] = url_for("push_api.status", handle=ch.handle, _external=False)
+        return out
+
+    return {"push_state": push_state}
