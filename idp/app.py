@@ -55,7 +55,7 @@ def create_app(
         SECRET_KEY=settings.secret_key,
         SQLALCHEMY_DATABASE_URI=_database_uri(settings.database.url),
         SQLALCHEMY_ECHO=settings.database.echo,
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": settings.database.pool_pre_ping},
         MAX_CONTENT_LENGTH=64 * 1024,
         MAX_FORM_PARTS=200,
         JSON_SORT_KEYS=False,
@@ -75,11 +75,15 @@ def create_app(
                 raise
             raise KeyRingError(f"key directory {settings.keys.directory}: {exc}") from exc
     app.extensions["idp"] = build_services(settings, store, keys)
+    from .oidc import client_cache
+
+    client_cache.install(app, store)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     from . import models  # noqa: F401  (register tables)
     from .account.views import bp as account_bp
+    from .audit import init_audit
     from .auth.views import bp as auth_bp
     from .mfa.service import MFAService
     from .mfa.views import bp as mfa_bp
@@ -88,6 +92,7 @@ def create_app(
     from .web import init_web
 
     app.extensions["idp.mfa"] = MFAService(app.extensions["idp"])
+    init_audit(app, settings.audit.seal_interval)
     init_request_ids(app)
     init_metrics(app, settings)
     init_web(app)

@@ -4,28 +4,39 @@ Events are added to the current database session and committed with the change t
 describe, so an event is never recorded for work that was rolled back (and vice versa).
 Use :func:`record_now` for failures, where nothing else is committed.
 
-Events are hash-chained (:mod:`idp.models.audit`): each new event stores the hash of
-the one before it. On PostgreSQL a transaction-level advisory lock is taken before the
-last hash is read, so concurrent writers append one after the other and never fork the
-chain; it is released when the transaction ends. On SQLite writes are serialized by the
-database, and the unique ``prev_hash`` refuses a fork outright. :func:`verify_chain`
-walks the chain (``idp audit verify``).
+Events are hash-chained (:mod:`idp.models.audit`), but not by the writer: an event is
+inserted unsealed (no ``chain_seq``, ``prev_hash`` or ``hash``) and :func:`seal` chains
+the committed unsealed events a moment later, oldest id first, in batches. So writing
+an event costs one ``INSERT`` inside the caller's transaction, and concurrent writers
+never wait for each other; the chain is appended by one sealer at a time (a
+transaction-level advisory lock on PostgreSQL, a process lock plus the unique
+``chain_seq`` and ``prev_hash`` elsewhere, which refuse a fork outright).
+
+Sealing runs after a response is sent, at most once per ``[audit] seal_interval`` per
+process, when the request recorded events; and before anything reads the chain
+(:func:`verify_chain`, ``idp audit verify``, the admin audit pages). The unsealed tail is
+at most a few seconds of events under traffic. It is no weaker than the sealed part
+against someone who can write to the database: the chain has no secret, so such a
+person could recompute it; what it gives is that any change made *without* recomputing
+every later link is found (``idp audit verify``).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from flask import has_request_context, request
-from sqlalchemy import text
+from flask import Flask, Response, current_app, g, has_request_context, request
+from sqlalchemy import bindparam, func, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from .extensions import db
 from .models import AuditEvent
-from .models.audit import GENESIS_HASH
+from .models.audit import GENESIS_HASH, event_digest
 from .models.base import utcnow
 from .ops.metrics import observe_event
 
@@ -33,25 +44,9 @@ log = logging.getLogger("idp.audit")
 
 # pg_advisory_xact_lock key for appending to the chain ("idp.audit" as a 63-bit integer).
 CHAIN_LOCK_KEY = 0x6964702E61756469
-_sequence = itertools.count()
-
-
-def _last_hash() -> str:
-    """The hash the next event chains to: the newest event of this transaction not yet
-    flushed, else the newest row (read under the chain lock on PostgreSQL)."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        # Flush first so that this transaction takes its row locks before the chain
-        # lock, always in that order (no lock cycle between two writers).
-        db.session.flush()
-        db.session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHAIN_LOCK_KEY})
-    pending = [e for e in db.session.new if isinstance(e, AuditEvent) and e.hash]
-    if pending:
-        return max(pending, key=lambda e: e.__dict__.get("_chain_seq", 0)).hash
-    with db.session.no_autoflush:
-        last = db.session.execute(
-            db.select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
-        ).scalar()
-    return last or GENESIS_HASH
+SEAL_BATCH = 1000
+_EVENTS = AuditEvent.__table__
+_HASHED = ("at", "event", "outcome", "user_id", "client_id", "ip", "user_agent", "details")
 
 
 def _request_facts() -> tuple[str | None, str | None]:
@@ -69,7 +64,8 @@ def record(
     client_id: str | None = None,
     **details: Any,
 ) -> AuditEvent:
-    """Add an audit event to the current transaction (committed with it)."""
+    """Add an audit event to the current transaction (committed with it, sealed into
+    the chain after the commit by :func:`seal`)."""
     ip, ua = _request_facts()
     entry = AuditEvent(
         at=utcnow(),
@@ -81,10 +77,9 @@ def record(
         user_agent=ua,
         details={k: v for k, v in details.items() if v is not None},
     )
-    entry.prev_hash = _last_hash()
-    entry.hash = entry.compute_hash(entry.prev_hash)
-    entry.__dict__["_chain_seq"] = next(_sequence)
     db.session.add(entry)
+    if has_request_context():
+        g.audit_recorded = True
     log.info("audit %s %s user=%s client=%s %s", event, outcome, user_id, client_id, entry.details)
     observe_event(event, outcome, entry.details)
     return entry
@@ -94,6 +89,127 @@ def record_now(event: str, **kwargs: Any) -> None:
     """Record and commit at once (for failures where nothing else is committed)."""
     record(event, **kwargs)
     db.session.commit()
+
+
+# -- sealing -------------------------------------------------------------------------
+class _Sealer:
+    """Per-app state: when this process last sealed, and one sealer thread at a time."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.lock = threading.Lock()
+        self.last = 0.0
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self.last < self.interval:
+            return False
+        self.last = now
+        return True
+
+
+def _sealer() -> _Sealer:
+    state = current_app.extensions.get("idp.audit")
+    if state is None:
+        state = current_app.extensions.setdefault("idp.audit", _Sealer(1.0))
+    return state
+
+
+def _seal_batch(wait: bool, limit: int) -> int | None:
+    """Chain up to *limit* unsealed events in one transaction of its own. ``None`` when
+    another sealer holds the chain and *wait* is false."""
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            if wait:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHAIN_LOCK_KEY})
+            elif not conn.execute(
+                text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": CHAIN_LOCK_KEY}
+            ).scalar():
+                return None
+        last = conn.execute(
+            select(_EVENTS.c.chain_seq, _EVENTS.c.hash)
+            .where(_EVENTS.c.chain_seq.is_not(None))
+            .order_by(_EVENTS.c.chain_seq.desc())
+            .limit(1)
+        ).first()
+        seq, prev = (last.chain_seq, last.hash) if last else (0, GENESIS_HASH)
+        rows = conn.execute(
+            select(_EVENTS.c.id, *(_EVENTS.c[name] for name in _HASHED))
+            .where(_EVENTS.c.chain_seq.is_(None))
+            .order_by(_EVENTS.c.id)
+            .limit(limit)
+        ).all()
+        links = []
+        for row in rows:
+            seq += 1
+            digest = event_digest(**{name: getattr(row, name) for name in _HASHED}, prev_hash=prev)
+            links.append({"row_id": row.id, "seq": seq, "prev": prev, "digest": digest})
+            prev = digest
+        if links:
+            conn.execute(
+                _EVENTS.update()
+                .where(_EVENTS.c.id == bindparam("row_id"))
+                .values(chain_seq=bindparam("seq"), prev_hash=bindparam("prev"),
+                        hash=bindparam("digest")),
+                links,
+            )  # fmt: skip
+        return len(links)
+
+
+def seal(*, wait: bool = True) -> int:
+    """Chain every committed unsealed event, oldest id first; returns how many.
+
+    With ``wait=False`` it gives way to a sealer already at work (in this process or,
+    on PostgreSQL, in any instance) and returns 0.
+    """
+    state = _sealer()
+    if not state.lock.acquire(blocking=wait):
+        return 0
+    try:
+        total = 0
+        while True:
+            try:
+                done = _seal_batch(wait, SEAL_BATCH)
+            except IntegrityError:
+                # Another process appended the same position first (SQLite has no
+                # advisory lock): nothing was written; the next seal continues.
+                log.info("audit seal: another sealer appended first")
+                return total
+            if not done:
+                return total
+            total += done
+            if done < SEAL_BATCH:
+                return total
+    finally:
+        state.lock.release()
+
+
+def _seal_after(app: Flask) -> None:
+    with app.app_context():
+        try:
+            seal(wait=False)
+        except OperationalError as exc:  # the database is down: the next seal catches up
+            log.warning("audit seal failed: %s", exc)
+
+
+def init_audit(app: Flask, interval: float) -> None:
+    """Seal after responses of requests that recorded events, at most every *interval*
+    seconds per process (after the response is sent, so no user waits for it)."""
+    state = _Sealer(interval)
+    app.extensions["idp.audit"] = state
+
+    @app.after_request
+    def _schedule_seal(resp: Response) -> Response:
+        if g.pop("audit_recorded", False) and state.due():
+            target = current_app._get_current_object()  # type: ignore[attr-defined]
+            resp.call_on_close(lambda: _seal_after(target))
+        return resp
+
+
+def unsealed_count() -> int:
+    return db.session.execute(
+        select(func.count()).select_from(_EVENTS).where(_EVENTS.c.chain_seq.is_(None))
+    ).scalar_one()
 
 
 @dataclass(frozen=True)
@@ -109,32 +225,32 @@ class ChainReport:
         return self.broken_id is None
 
 
-def _rows(batch: int = 1000) -> Iterator[AuditEvent]:
+def _rows(batch: int = 1000) -> Iterator[Any]:
     last = 0
     while True:
-        rows = list(
-            db.session.execute(
-                db.select(AuditEvent).where(AuditEvent.id > last).order_by(AuditEvent.id)
-                .limit(batch)
-            ).scalars()
-        )  # fmt: skip
+        rows = db.session.execute(
+            select(_EVENTS.c.id, _EVENTS.c.chain_seq, _EVENTS.c.prev_hash, _EVENTS.c.hash,
+                   *(_EVENTS.c[name] for name in _HASHED))
+            .where(_EVENTS.c.chain_seq > last).order_by(_EVENTS.c.chain_seq).limit(batch)
+        ).all()  # fmt: skip
         if not rows:
             return
         yield from rows
-        last = rows[-1].id
-        db.session.expunge_all()
+        last = rows[-1].chain_seq
 
 
 def verify_chain() -> ChainReport:
-    """Walk the audit chain oldest first and report the first event whose stored hash
-    does not match its content, or whose ``prev_hash`` is not the previous event's hash
-    (a changed, inserted or deleted row)."""
+    """Seal what is pending, then walk the audit chain oldest first and report the first
+    event whose stored hash does not match its content, or whose ``prev_hash`` is not
+    the previous event's hash (a changed, inserted or deleted row)."""
+    seal()
     prev = GENESIS_HASH
     checked = 0
     for row in _rows():
         if row.prev_hash != prev:
             return ChainReport(checked, row.id, "prev_hash does not match the previous event")
-        if row.hash != row.compute_hash(prev):
+        digest = event_digest(**{name: getattr(row, name) for name in _HASHED}, prev_hash=prev)
+        if row.hash != digest:
             return ChainReport(checked, row.id, "hash does not match the event's content")
         prev = row.hash
         checked += 1

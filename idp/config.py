@@ -98,6 +98,7 @@ class DatabaseSettings:
 
     url: str = "sqlite:///instance/idp.sqlite3"
     echo: bool = False
+    pool_pre_ping: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,6 +275,13 @@ class OpsSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class AuditSettings:
+    """``[audit]``: how soon recorded events are sealed into the hash chain."""
+
+    seal_interval: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
 class PushSettings:
     """``[push]``: push approval with number matching in the companion app (idp-verify)."""
 
@@ -336,6 +344,7 @@ class Settings:
     otp: OTPSettings = dataclasses.field(default_factory=OTPSettings)
     registration: RegistrationSettings = dataclasses.field(default_factory=RegistrationSettings)
     ops: OpsSettings = dataclasses.field(default_factory=OpsSettings)
+    audit: AuditSettings = dataclasses.field(default_factory=AuditSettings)
     admin: AdminSettings = dataclasses.field(default_factory=AdminSettings)
 
     def __post_init__(self) -> None:
@@ -799,6 +808,7 @@ def _check_fields(c: _Checker) -> None:
     _check_admin(c)
     _check_delivery(c)
     c.one_of("ops", "log_format", ("text", "json"))
+    c.between("audit", "seal_interval", 0, 3600)
     c.one_of("ops", "log_level", ("DEBUG", "INFO", "WARNING", "ERROR"))
     c.not_empty("delivery", "email_from")
     c.one_of("", "env", ENVIRONMENTS)

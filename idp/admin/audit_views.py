@@ -102,6 +102,7 @@ def _cell(value: Any) -> Any:
 def _export(fmt: str, conds: list[Any], staff: Staff) -> Response:
     audit.record_now("admin.audit_exported", user_id=staff.user.id, actor=staff.actor,
                      format=fmt)  # fmt: skip
+    audit.seal()  # the export carries every event's link, its own included
 
     def jsonl() -> Iterator[str]:
         for e in _iter(conds):
@@ -145,6 +146,7 @@ def audit_trail(staff: Staff) -> Response:
     fmt = request.args.get("format")
     if fmt in ("jsonl", "csv"):
         return _export(fmt, conds, staff)
+    audit.seal()  # show the chain as it stands, without an unsealed tail
     before = request.args.get("before", "")
     page_conds = [*conds, AuditEvent.id < int(before)] if before.isdigit() else conds
     events = list(db.session.execute(

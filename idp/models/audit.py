@@ -3,6 +3,8 @@
 Events form a hash chain: each row stores the SHA-256 of the previous row (``prev_hash``)
 and its own ``hash`` over a canonical JSON of its fields and ``prev_hash``, so that
 changing, inserting or deleting a row breaks every link after it (``idp audit verify``).
+The chain is built by the sealer in batches (:func:`idp.audit.seal`); ``chain_seq`` is
+an event's position in it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String
+from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -75,7 +77,10 @@ class AuditEvent(db.Model):
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(400))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    # Unique: two writers that read the same last hash cannot both append (no fork).
+    # Set by the sealer (idp.audit.seal), not by the writer: an event is inserted with
+    # all three empty and chained a moment later. chain_seq is its position in the
+    # chain; unique, like prev_hash, so two sealers can never both append (no fork).
+    chain_seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     prev_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     hash: Mapped[str | None] = mapped_column(String(64))
 

@@ -32,17 +32,14 @@ from ..models import AuthorizationCode, OAuthClient, User
 from ..models.base import utcnow
 from ..security.crypto import hash_token, random_token
 from ..services import services
+from .client_cache import client_cache
 from .tokens import AuthContext, TokenService
 
 SCOPES_SUPPORTED = ["openid", "profile", "email", "phone", "offline_access"]
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 
 
-def query_client(client_id: str | None) -> OAuthClient | None:
-    """The enabled client with this id. Loaded once per database transaction (the
-    authorization pipeline and the sign-in policy both ask for it in one request)."""
-    if not client_id or len(client_id) > 64:
-        return None
+def _load_client(client_id: str) -> OAuthClient | None:
     rows = txmemo.memo(
         db.session(),
         ("client", client_id),
@@ -51,7 +48,22 @@ def query_client(client_id: str | None) -> OAuthClient | None:
             db.session.execute(db.select(OAuthClient).filter_by(client_id=client_id)).scalars()
         ),
     )
-    client = rows[0] if rows else None
+    return rows[0] if rows else None
+
+
+def query_client(client_id: str | None) -> OAuthClient | None:
+    """The enabled client with this id, for the protocol endpoints (read only).
+
+    Remembered across requests while no client changes (:mod:`.client_cache`), else
+    loaded once per database transaction (the authorization pipeline and the sign-in
+    policy both ask for it in one request)."""
+    if not client_id or len(client_id) > 64:
+        return None
+    cache = client_cache()
+    if cache is None:
+        client = _load_client(client_id)
+    else:
+        client = cache.get(client_id, lambda: _load_client(client_id))
     if client is None or client.disabled:
         return None
     return client

@@ -39,6 +39,10 @@ class StoreUnavailable(Exception):
 class Store(Protocol):
     """Key/value store for short-lived state. See the module docstring for the rules."""
 
+    #: True when every process and instance sees the same data (Redis); False for a
+    #: store private to one process (memory).
+    shared: bool
+
     def get(self, key: str) -> bytes | None:
         """Return the value of ``key``, or ``None`` if it is missing or expired."""
         ...

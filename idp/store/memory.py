@@ -51,6 +51,9 @@ class MemoryStore:
 
     SWEEP_INTERVAL = 60.0
 
+    #: Seen only by this process (see :attr:`idp.store.base.Store.shared`).
+    shared = False
+
     def __init__(self, prefix: str = "", clock: Callable[[], float] = time.monotonic) -> None:
         self._prefix = prefix
         self._clock = clock

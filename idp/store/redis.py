@@ -67,6 +67,9 @@ class RedisStore:
     TLS). ``socket_timeout`` bounds both connecting and each command.
     """
 
+    #: Seen by every process and instance that uses the same Redis.
+    shared = True
+
     def __init__(self, url: str, prefix: str = "", *, socket_timeout: float = 1.0) -> None:
         self._prefix = prefix
         self._client = redis.Redis.from_url(

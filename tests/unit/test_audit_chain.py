@@ -1,6 +1,7 @@
 """The audit hash chain: each event stores the previous event's hash and its own hash
-over a canonical JSON; ``idp audit verify`` finds the first broken link; concurrent
-writers never fork the chain; the migration chains events recorded before it."""
+over a canonical JSON; events are written unsealed and chained by the sealer after the
+commit; ``idp audit verify`` finds the first broken link; concurrent writers and sealers
+never fork the chain; the migrations chain events recorded before them."""
 
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ def _record(app, n: int, *, one_transaction: bool = False) -> None:
             if not one_transaction:
                 db.session.commit()
         db.session.commit()
+        audit.seal()  # what the server does after the response
 
 
 def _verify(app):
@@ -133,14 +135,115 @@ def test_a_rehashed_row_still_breaks_the_chain(app):
     assert _verify(app).broken_id == broken
 
 
+def _statements(app):
+    """Count the SQL statements executed while the context is open."""
+    from sqlalchemy import event
+
+    from idp.extensions import db
+
+    seen: list[str] = []
+
+    def listen(_conn, _cursor, statement, *_args):
+        seen.append(statement.split()[0].upper())
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", listen)
+    return seen, lambda: event.remove(engine, "before_cursor_execute", listen)
+
+
+def test_writing_an_event_is_one_insert_and_the_sealer_chains_it(app):
+    from idp import audit
+    from idp.extensions import db
+    from idp.models import AuditEvent
+
+    seen, stop = _statements(app)
+    try:
+        with app.test_request_context("/"):
+            audit.record("test.event", n=1)
+            db.session.commit()
+    finally:
+        stop()
+    assert seen == ["INSERT"]  # no lock, no read of the last hash on the write path
+    with app.app_context():
+        row = db.session.execute(db.select(AuditEvent)).scalar_one()
+        assert (row.chain_seq, row.prev_hash, row.hash) == (None, None, None)
+        assert audit.unsealed_count() == 1
+        assert audit.seal() == 1 and audit.seal() == 0
+        db.session.expire_all()
+        assert row.chain_seq == 1 and row.prev_hash == GENESIS_HASH
+        assert row.hash == row.compute_hash(GENESIS_HASH)
+        assert audit.unsealed_count() == 0
+
+
+def test_a_rolled_back_event_is_never_sealed(app):
+    from idp import audit
+    from idp.extensions import db
+
+    with app.test_request_context("/"):
+        audit.record("test.event", n=1)
+        db.session.rollback()
+        assert audit.seal() == 0
+    assert _verify(app).checked == 0
+
+
+def test_the_server_seals_after_the_response(app):
+    """A request that records an event gets it chained once its response is closed."""
+    from idp import audit
+    from idp.extensions import db
+    from idp.models import AuditEvent
+
+    resp = app.test_client().post("/token", data={"grant_type": "client_credentials"},
+                                  auth=("no-such-client", "x"))  # fmt: skip
+    assert resp.status_code == 401
+    with app.app_context():
+        assert audit.unsealed_count() == 1  # recorded, not yet chained: still sending
+    resp.close()  # what the WSGI server does once the body is sent
+    with app.app_context():
+        rows = list(db.session.execute(db.select(AuditEvent)).scalars())
+        assert rows and all(r.hash and r.chain_seq for r in rows)
+        assert audit.unsealed_count() == 0
+
+
+def test_an_event_committed_late_is_chained_after_those_sealed_before_it(app, backend):
+    """Ids are taken at INSERT, commits land in any order: the chain follows the order
+    of sealing (chain_seq), so a transaction that commits after a seal is appended."""
+    if backend == "sqlite":
+        pytest.skip("SQLite allows one writing transaction at a time")
+    from sqlalchemy.orm import Session
+
+    from idp import audit
+    from idp.extensions import db
+    from idp.models import AuditEvent
+
+    with app.app_context():
+        late = Session(db.engine)
+        late.add(AuditEvent(at=datetime.now(UTC), event="test.late", outcome="success",
+                            details={}))  # fmt: skip
+        late.flush()  # the id is taken now, the commit comes later
+        _record(app, 2)
+        late.commit()
+        late.close()
+        assert audit.seal() == 1
+        rows = list(db.session.execute(db.select(AuditEvent).order_by(AuditEvent.id)).scalars())
+    assert rows[0].event == "test.late" and rows[0].chain_seq == 3
+    report = _verify(app)
+    assert report.ok and report.checked == 3
+
+
 def test_concurrent_writers_do_not_fork_the_chain(app, backend):
     if backend == "sqlite":
         pytest.skip("SQLite serializes writers itself; the advisory lock is PostgreSQL's")
     errors: list[BaseException] = []
 
     def writer() -> None:
+        from idp import audit
+
         try:
-            _record(app, 15)
+            for _ in range(5):
+                _record(app, 3)
+                with app.app_context():
+                    audit.seal(wait=False)  # several sealers race, as workers do
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
 
