@@ -6,15 +6,23 @@ and the client's own work (HTML form parsing, JWT checks) is included. Prints
 operations per second and milliseconds per operation. The side-by-side benchmark with
 a peer provider over real HTTP is ``bench/run.py`` (``make bench``, docs/PERFORMANCE.md).
 
-    .venv/bin/python bench/quick.py [--backend sqlite|postgres] [--seconds 5]
+    .venv/bin/python bench/quick.py [--backend sqlite|postgres] [--seconds 5] [--steps]
+        [--profile cc|signin|refresh]
+
+``--steps`` adds the server's own CPU per request of a sign-in (the app is wrapped, so
+the client's work is left out) with the SQL statements and Redis commands each sent;
+``--profile`` prints a cProfile (CPU clock) of one operation, heaviest first.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import collections
+import cProfile
 import hashlib
 import hmac
+import pstats
 import re
 import struct
 import tempfile
@@ -89,10 +97,73 @@ def rate(label: str, fn, seconds: float) -> float:
     return 1000 * cpu / n
 
 
+class StepMeter:
+    """Server CPU, SQL statements and Redis commands per request path."""
+
+    def __init__(self, app) -> None:
+        from sqlalchemy import event
+
+        from idp.extensions import db
+
+        self.cpu: dict[str, float] = collections.defaultdict(float)
+        self.calls: dict[str, int] = collections.defaultdict(int)
+        self.sql: dict[str, int] = collections.defaultdict(int)
+        self.redis: dict[str, int] = collections.defaultdict(int)
+        self.on = False
+        self.path = "-"
+        inner = app.wsgi_app
+
+        def wsgi(environ, start_response):
+            key = f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}"
+            self.path = key
+            t0 = time.process_time()
+            body = inner(environ, start_response)
+            data = b"".join(body)
+            if hasattr(body, "close"):
+                body.close()  # the audit sealer runs here, as under gunicorn
+            if self.on:
+                self.cpu[key] += time.process_time() - t0
+                self.calls[key] += 1
+            self.path = "-"
+            return [data]
+
+        app.wsgi_app = wsgi
+        with app.app_context():
+            event.listen(db.engine, "before_cursor_execute", self._statement)
+        store = app.extensions["idp"].store
+        client = getattr(store, "_client", None)  # RedisStore's redis.Redis
+        if client is not None:
+            original = client.execute_command
+
+            def counted(*a, **kw):
+                if self.on and self.path != "-":
+                    self.redis[self.path] += 1
+                return original(*a, **kw)
+
+            client.execute_command = counted
+
+    def _statement(self, *_args) -> None:
+        if self.on and self.path != "-":
+            self.sql[self.path] += 1
+
+    def report(self, runs: int) -> None:
+        print(f"\n{'server CPU per request of a sign-in':44} {'per sign-in':>11} "
+              f"{'ms each':>8} {'SQL':>5} {'Redis':>6}")  # fmt: skip
+        total = 0.0
+        for key in self.cpu:
+            n = self.calls[key]
+            total += 1000 * self.cpu[key] / runs
+            print(f"{key:44} {n / runs:11.1f} {1000 * self.cpu[key] / n:8.2f} "
+                  f"{self.sql[key] / n:5.1f} {self.redis[key] / n:6.1f}")  # fmt: skip
+        print(f"{'total (incl. one argon2id verify)':44} {'':11} {total:8.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--steps", action="store_true", help="server CPU per sign-in request")
+    ap.add_argument("--profile", choices=["cc", "signin", "refresh"], help="cProfile one")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="idp-bench-"))
     app = build(args.backend, tmp, memory_cost=19456)
@@ -135,6 +206,7 @@ def main() -> None:
         argon_ms = (time.process_time() - t0) * 100
 
     print(f"backend: {args.backend}; argon2id m=19 MiB t=2 p=1 verify: {argon_ms:.1f} ms")
+    meter = StepMeter(app) if args.steps else None
     rp = MockRP(
         "http://localhost",
         cid,
@@ -195,6 +267,22 @@ def main() -> None:
         current[0] = rp.refresh(current[0]).refresh_token
 
     rate("refresh_token grant (rotation)", refresh, args.seconds)
+    if meter is not None:
+        meter.on = True
+        runs = 20
+        for _ in range(runs):
+            full_sign_in()
+        meter.on = False
+        meter.report(runs)
+    if args.profile:
+        op = {"cc": rp.client_credentials, "signin": full_sign_in, "refresh": refresh}
+        profiler = cProfile.Profile(time.process_time)
+        profiler.enable()
+        for _ in range(20 if args.profile == "signin" else 300):
+            op[args.profile]()
+        profiler.disable()
+        print()
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(60)
 
 
 if __name__ == "__main__":
