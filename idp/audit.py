@@ -49,11 +49,28 @@ _EVENTS = AuditEvent.__table__
 _HASHED = ("at", "event", "outcome", "user_id", "client_id", "ip", "user_agent", "details")
 
 
+def _text(value: str | None, limit: int) -> str | None:
+    """Text an event may carry from a request: NUL (which PostgreSQL text cannot hold)
+    replaced, cut to the column's length, so no input can make an audit write fail."""
+    if value is None:
+        return None
+    return str(value).replace("\x00", "\ufffd")[:limit]
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_clean(str(k)): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_clean(v) for v in value]
+    return value
+
+
 def _request_facts() -> tuple[str | None, str | None]:
     if not has_request_context():
         return None, None
-    ua = request.headers.get("User-Agent")
-    return request.remote_addr, (ua[:400] if ua else None)
+    return _text(request.remote_addr, 64), _text(request.headers.get("User-Agent"), 400)
 
 
 def record(
@@ -72,10 +89,10 @@ def record(
         event=event,
         outcome=outcome,
         user_id=user_id,
-        client_id=client_id,
+        client_id=_text(client_id, 64),
         ip=ip,
-        user_agent=ua,
-        details={k: v for k, v in details.items() if v is not None},
+        user_agent=ua or None,
+        details={k: _clean(v) for k, v in details.items() if v is not None},
     )
     db.session.add(entry)
     if has_request_context():

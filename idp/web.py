@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, g, jsonify, render_template, request
@@ -114,6 +115,18 @@ def error_page(status: int, title: str, message: str, **headers: str) -> Respons
     return resp
 
 
+def _holds_nul(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if depth > 20:
+        return False
+    if isinstance(value, dict):
+        return any(_holds_nul(k, depth + 1) or _holds_nul(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v, depth + 1) for v in value)
+    return False
+
+
 def init_web(app: Flask) -> None:
     @app.context_processor
     def _template_globals():
@@ -150,6 +163,13 @@ def init_web(app: Flask) -> None:
                     "Request too large",
                     f"The parameter {key[:40]!r} is longer than {limit} characters.",
                 )
+            if "\x00" in key or "\x00" in value:
+                # No parameter of any endpoint may hold NUL (and PostgreSQL text cannot).
+                return error_page(
+                    400, "Invalid request", f"The parameter {key[:40]!r} contains a NUL character."
+                )
+        if request.is_json and _holds_nul(request.get_json(silent=True)):
+            return error_page(400, "Invalid request", "The request body contains a NUL character.")
         return None
 
     @app.after_request

@@ -9,7 +9,7 @@ pure :func:`idp.mfa.policy.decide` from the session, the user's factors and the 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
@@ -30,7 +30,7 @@ class PolicyInputs:
     hinted_sub: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return dict(vars(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PolicyInputs:

@@ -12,7 +12,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..security.crypto import hash_token
@@ -61,7 +61,7 @@ class SessionManager:
         return max(1, min(self.idle_timeout, s.created_at + self.absolute_timeout - now))
 
     def _save(self, s: BrowserSession, now: int) -> None:
-        data = asdict(s)
+        data = dict(vars(s))  # flat JSON values: no deep copy (dataclasses.asdict)
         data.pop("key")
         self.store.set(f"session:{s.key}", json.dumps(data).encode(), self._ttl(s, now))
 

@@ -10,7 +10,7 @@ import hmac
 import json
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..security.crypto import hash_token
@@ -51,7 +51,7 @@ class TransactionStore:
         return txn
 
     def save(self, txn: Transaction) -> None:
-        self.store.set(f"txn:{txn.id}", json.dumps(asdict(txn)).encode(), TRANSACTION_TTL)
+        self.store.set(f"txn:{txn.id}", json.dumps(vars(txn)).encode(), TRANSACTION_TTL)
 
     def get(self, txn_id: str | None, browser_id: str | None) -> Transaction | None:
         if not txn_id or not browser_id or len(txn_id) > 64:

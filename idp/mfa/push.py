@@ -30,7 +30,7 @@ import hmac
 import json
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
@@ -468,7 +468,7 @@ class PushService:
             handle=secrets.token_urlsafe(32),
         )
         ttl = self._ttl()
-        self.store.set(f"push:ch:{ch.id}", json.dumps(asdict(ch)).encode(), ttl)
+        self.store.set(f"push:ch:{ch.id}", json.dumps(vars(ch)).encode(), ttl)
         self.store.set(f"push:handle:{hash_token(ch.handle)}", ch.id.encode(), ttl)
         self.store.set(f"push:user:{user.id}", ch.id.encode(), ttl)
         self.store.set(f"push:session:{binding}", ch.id.encode(), ttl)

@@ -57,8 +57,8 @@ def query_client(client_id: str | None) -> OAuthClient | None:
     Remembered across requests while no client changes (:mod:`.client_cache`), else
     loaded once per database transaction (the authorization pipeline and the sign-in
     policy both ask for it in one request)."""
-    if not client_id or len(client_id) > 64:
-        return None
+    if not client_id or len(client_id) > 64 or "\x00" in client_id:
+        return None  # (a NUL would reach PostgreSQL, which refuses it in text)
     cache = client_cache()
     if cache is None:
         client = _load_client(client_id)

@@ -489,6 +489,31 @@ def test_junk_bodies(app, client, rp, body, content_type, error):
     assert count(app, "RefreshToken") == 0
 
 
+def test_nul_in_a_parameter_is_invalid_request(app, client, rp):
+    """A NUL byte (which PostgreSQL text cannot hold) is refused up front; it once
+    reached the audit row of the refusal and made it a 500 (found by schemathesis)."""
+    from clients.mockrp.transport import basic_auth_header
+
+    resp = client.post(
+        "/token",
+        data={"grant_type": "refresh_token", "client_id": "\x00"},
+        headers={"Authorization": basic_auth_header(rp.client_id, rp.client_secret)},
+    )
+    assert_json_error(resp, 400, "invalid_request")
+    assert "NUL" in resp.get_json()["error_description"]
+
+
+def test_nul_in_the_basic_credentials_is_an_unknown_client(app, client):
+    from clients.mockrp.transport import basic_auth_header
+
+    resp = client.post(
+        "/token",
+        data={"grant_type": "client_credentials"},
+        headers={"Authorization": basic_auth_header("rp\x00", "secret")},
+    )
+    assert_json_error(resp, 401, "invalid_client")
+
+
 def test_get_is_not_allowed(app, client):
     resp = client.get("/token?grant_type=client_credentials")
     assert resp.status_code == 405

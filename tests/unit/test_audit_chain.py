@@ -176,6 +176,26 @@ def test_writing_an_event_is_one_insert_and_the_sealer_chains_it(app):
         assert audit.unsealed_count() == 0
 
 
+def test_any_request_text_can_be_recorded(app):
+    """NUL (refused by PostgreSQL text) and overlong values never make an audit write
+    fail: NUL becomes U+FFFD and each column keeps what fits."""
+    from idp import audit
+    from idp.extensions import db
+    from idp.models import AuditEvent
+
+    with app.test_request_context("/", headers={"User-Agent": "ua\x00" + "u" * 600}):
+        audit.record("test.event", client_id="c\x00" + "x" * 100,
+                     detail="a\x00b", nested={"k\x00": ["v\x00"]})  # fmt: skip
+        db.session.commit()
+        audit.seal()
+    with app.app_context():
+        row = db.session.execute(db.select(AuditEvent)).scalar_one()
+        assert row.client_id == "c\ufffd" + "x" * 62
+        assert row.user_agent.startswith("ua\ufffduuu") and len(row.user_agent) == 400
+        assert row.details == {"detail": "a\ufffdb", "nested": {"k\ufffd": ["v\ufffd"]}}
+    assert _verify(app).ok
+
+
 def test_a_rolled_back_event_is_never_sealed(app):
     from idp import audit
     from idp.extensions import db
