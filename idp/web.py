@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, g, jsonify, render_template, request
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from .auth.session import BrowserSession
@@ -24,6 +24,8 @@ log = logging.getLogger("idp.web")
 
 BROWSER_COOKIE = "idp_browser"
 # Endpoints that speak JSON (errors in JSON too, RFC 6749 5.2 / RFC 6750 3).
+# Browser-facing protocol endpoints (OIDC Core 3.1.2, RP-Initiated Logout).
+PROTOCOL_PAGES = ("/authorize", "/logout")
 JSON_PATHS = (
     "/token", "/introspect", "/revoke", "/userinfo", "/jwks", "/.well-known/",
     "/connect/register", "/push/v1/", "/healthz", "/readyz", "/admin/api/",
@@ -156,6 +158,9 @@ def init_web(app: Flask) -> None:
                     "Send the parameters as application/x-www-form-urlencoded.",
                 )
             abort(415)
+        # The OAuth/OIDC endpoints refuse NUL up front; the pages' forms say which field
+        # is wrong themselves (and _bad_data below is the net under both).
+        protocol = _wants_json() or request.path.startswith(PROTOCOL_PAGES)
         for key, value in request.values.items(multi=True):
             if len(key) > 128 or len(value) > limit:
                 return error_page(
@@ -163,12 +168,12 @@ def init_web(app: Flask) -> None:
                     "Request too large",
                     f"The parameter {key[:40]!r} is longer than {limit} characters.",
                 )
-            if "\x00" in key or "\x00" in value:
-                # No parameter of any endpoint may hold NUL (and PostgreSQL text cannot).
+            if protocol and ("\x00" in key or "\x00" in value):
+                # No protocol parameter may hold NUL (and PostgreSQL text cannot).
                 return error_page(
                     400, "Invalid request", f"The parameter {key[:40]!r} contains a NUL character."
                 )
-        if request.is_json and _holds_nul(request.get_json(silent=True)):
+        if protocol and request.is_json and _holds_nul(request.get_json(silent=True)):
             return error_page(400, "Invalid request", "The request body contains a NUL character.")
         return None
 
@@ -237,6 +242,18 @@ def init_web(app: Flask) -> None:
             "We cannot check sign-in attempts safely right now, so sign-in is paused. "
             "Try again in a minute.",
             Retry_After="30",
+        )
+
+    @app.errorhandler(DataError)
+    def _bad_data(exc: DataError):
+        # A value the database cannot store (a NUL byte, text longer than its column)
+        # that no validator caught: the client's input, not a server failure.
+        log.warning("database refused a value: %s", exc.orig)
+        db.session.rollback()
+        return error_page(
+            400,
+            "Invalid request",
+            "Part of the request contains characters or a length we cannot accept.",
         )
 
     @app.errorhandler(OperationalError)

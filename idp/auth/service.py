@@ -45,7 +45,13 @@ def authenticate_password(svc: Services, email: str, password: str, ip: str) -> 
     svc.login_ip.hit(ip or "unknown")
     svc.login_account_ip.hit(f"{email}|{ip}")
 
-    user = db.session.execute(db.select(User).filter_by(email=email)).scalar_one_or_none()
+    # No account has a NUL in its email (and PostgreSQL text cannot hold one): such an
+    # attempt fails like any unknown account, after the same password-hash work.
+    user = (
+        None
+        if "\x00" in email
+        else db.session.execute(db.select(User).filter_by(email=email)).scalar_one_or_none()
+    )
     ok = svc.passwords.verify(user.password_hash if user else None, password)
     now = utcnow()
     if user is None:

@@ -187,3 +187,21 @@ def test_database_outage_answers_503_writes_nothing_and_recovers(settings, pg_pr
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
+
+
+def test_a_value_the_database_refuses_is_the_clients_error(app):
+    """The net under every validator: a DataError (a NUL byte, text longer than its
+    column) answers 400 with the friendly page or JSON error, and the transaction is
+    rolled back."""
+    import psycopg
+    from sqlalchemy.exc import DataError
+
+    def refuse():
+        raise DataError("INSERT ...", {}, psycopg.DataError("text fields cannot contain NUL"))
+
+    app.add_url_rule("/test-data-error", "test_data_error", refuse, methods=["POST"])
+    app.add_url_rule("/token/test-data-error", "test_data_error_json", refuse, methods=["POST"])
+    page = app.test_client().post("/test-data-error")
+    assert page.status_code == 400 and "Invalid request" in page.get_data(as_text=True)
+    api = app.test_client().post("/token/test-data-error")
+    assert api.status_code == 400 and api.get_json()["error"] == "invalid_request"
