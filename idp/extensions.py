@@ -19,5 +19,7 @@ _naming = {
     "pk": "pk_%(table_name)s",
 }
 
-db = SQLAlchemy(metadata=MetaData(naming_convention=_naming))
+db = SQLAlchemy(
+    metadata=MetaData(naming_convention=_naming), session_options={"expire_on_commit": False}
+)
 migrate = Migrate()
