@@ -44,7 +44,7 @@ log = logging.getLogger("idp.audit")
 
 # pg_advisory_xact_lock key for appending to the chain ("idp.audit" as a 63-bit integer).
 CHAIN_LOCK_KEY = 0x6964702E61756469
-SEAL_BATCH = 1000
+SEAL_BATCH = 500
 _EVENTS = AuditEvent.__table__
 _HASHED = ("at", "event", "outcome", "user_id", "client_id", "ip", "user_agent", "details")
 
@@ -173,11 +173,12 @@ def _seal_batch(wait: bool, limit: int) -> int | None:
         return len(links)
 
 
-def seal(*, wait: bool = True) -> int:
+def seal(*, wait: bool = True, batches: int | None = None) -> int:
     """Chain every committed unsealed event, oldest id first; returns how many.
 
     With ``wait=False`` it gives way to a sealer already at work (in this process or,
-    on PostgreSQL, in any instance) and returns 0.
+    on PostgreSQL, in any instance) and returns 0. *batches* bounds the work (batches of
+    :data:`SEAL_BATCH`); the rest waits for the next seal.
     """
     state = _sealer()
     if not state.lock.acquire(blocking=wait):
@@ -195,7 +196,7 @@ def seal(*, wait: bool = True) -> int:
             if not done:
                 return total
             total += done
-            if done < SEAL_BATCH:
+            if done < SEAL_BATCH or (batches is not None and total >= batches * SEAL_BATCH):
                 return total
     finally:
         state.lock.release()
@@ -204,7 +205,9 @@ def seal(*, wait: bool = True) -> int:
 def _seal_after(app: Flask) -> None:
     with app.app_context():
         try:
-            seal(wait=False)
+            # One batch (about 30 ms of this thread's time at most, measured in
+            # docs/PERFORMANCE.md); a larger backlog goes to the next seals.
+            seal(wait=False, batches=1)
         except OperationalError as exc:  # the database is down: the next seal catches up
             log.warning("audit seal failed: %s", exc)
 

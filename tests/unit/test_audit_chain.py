@@ -196,6 +196,22 @@ def test_any_request_text_can_be_recorded(app):
     assert _verify(app).ok
 
 
+def test_a_bounded_seal_leaves_the_rest_for_the_next(app, monkeypatch):
+    from idp import audit
+    from idp.extensions import db
+
+    monkeypatch.setattr(audit, "SEAL_BATCH", 2)
+    with app.test_request_context("/"):
+        for n in range(5):
+            audit.record("test.event", n=n)
+        db.session.commit()
+        assert audit.seal(batches=1) == 2
+        assert audit.unsealed_count() == 3
+        assert audit.seal() == 3
+    report = _verify(app)
+    assert report.ok and report.checked == 5
+
+
 def test_a_rolled_back_event_is_never_sealed(app):
     from idp import audit
     from idp.extensions import db
