@@ -124,22 +124,30 @@ class _DownStore(MemoryStore):
         return super().incr(key, ttl)
 
 
-def test_the_cache_is_bypassed_while_the_store_is_down(app):
+def _counting_loader(app):
+    """One client row in the database, and a loader that counts its calls (to be used
+    inside an app context)."""
     from idp.extensions import db
     from idp.models import OAuthClient
 
-    store = _DownStore()
-    cache = ClientCache(store, enabled=True, ttl=30)
+    with app.app_context():
+        db.session.add(OAuthClient(client_id="c1", name="One", grant_types=[],
+                                   redirect_uris=[]))  # fmt: skip
+        db.session.commit()
     loads: list[int] = []
 
     def load():
         loads.append(1)
         return db.session.execute(db.select(OAuthClient)).scalars().first()
 
+    return load, loads
+
+
+def test_the_cache_is_bypassed_while_the_store_is_down(app):
+    store = _DownStore()
+    cache = ClientCache(store, enabled=True, ttl=30)
+    load, loads = _counting_loader(app)
     with app.app_context():
-        db.session.add(OAuthClient(client_id="c1", name="One", grant_types=[],
-                                   redirect_uris=[]))  # fmt: skip
-        db.session.commit()
         assert cache.get("c1", load).client_id == "c1"
         assert cache.get("c1", load).client_id == "c1"
         assert len(loads) == 1
@@ -154,20 +162,9 @@ def test_the_cache_is_bypassed_while_the_store_is_down(app):
 
 
 def test_copies_expire_after_the_ttl(app):
-    from idp.extensions import db
-    from idp.models import OAuthClient
-
     cache = ClientCache(_DownStore(), enabled=True, ttl=0)
-    loads: list[int] = []
-
-    def load():
-        loads.append(1)
-        return db.session.execute(db.select(OAuthClient)).scalars().first()
-
+    load, loads = _counting_loader(app)
     with app.app_context():
-        db.session.add(OAuthClient(client_id="c1", name="One", grant_types=[],
-                                   redirect_uris=[]))  # fmt: skip
-        db.session.commit()
         cache.get("c1", load)
         cache.get("c1", load)
     assert len(loads) == 2
