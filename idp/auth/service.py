@@ -61,10 +61,10 @@ def authenticate_password(svc: Services, email: str, password: str, ip: str) -> 
         audit.record_now("login.failure", outcome="failure", user_id=user.id, reason="locked")
         raise LoginFailed
     if not ok:
-        user.failed_logins = (user.failed_logins or 0) + 1
+        failures = user.count_failure("failed_logins")
         audit.record("login.failure", outcome="failure", user_id=user.id, reason="bad_password")
         limit = svc.settings.login.max_consecutive_failures
-        if user.failed_logins >= limit:
+        if failures >= limit:
             user.locked_until = now + timedelta(seconds=svc.settings.login.lockout_seconds)
             user.failed_logins = 0
             audit.record(

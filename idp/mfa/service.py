@@ -81,11 +81,11 @@ class MFAService:
             raise SecondFactorLocked(int((user.mfa_locked_until - now).total_seconds()) + 1)
 
     def _record_failure(self, user: User, factor_type: str, reason: str) -> None:
-        user.mfa_failures = (user.mfa_failures or 0) + 1
+        failures = user.count_failure("mfa_failures")
         audit.record("mfa.failure", outcome="failure", user_id=user.id, factor=factor_type,
-                     reason=reason, failures=user.mfa_failures)  # fmt: skip
+                     reason=reason, failures=failures)  # fmt: skip
         limit = self.svc.settings.mfa.max_failures
-        locked = user.mfa_failures >= limit
+        locked = failures >= limit
         if locked:
             seconds = self.svc.settings.mfa.lockout_seconds
             user.mfa_locked_until = utcnow() + timedelta(seconds=seconds)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String
+from sqlalchemy import Boolean, Integer, String, func, update
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..extensions import db
 from .base import UTCDateTime, utcnow
@@ -57,6 +58,25 @@ class User(db.Model):
 
     def is_locked(self, now: datetime) -> bool:
         return self.locked_until is not None and self.locked_until > now
+
+    def count_failure(self, counter: str) -> int:
+        """Add one to the failure counter *counter* (``failed_logins`` or
+        ``mfa_failures``) in the database itself and return the new value.
+
+        ``UPDATE ... SET n = n + 1 RETURNING n`` takes the row lock, so concurrent
+        failures are each counted (a read, then a write of n + 1, would let parallel
+        guesses count as one and push the lockout further away).
+        """
+        column = getattr(User, counter)
+        value = db.session.execute(
+            update(User)
+            .where(User.id == self.id)
+            .values({counter: func.coalesce(column, 0) + 1})
+            .returning(column)
+            .execution_options(synchronize_session=False)
+        ).scalar_one()
+        set_committed_value(self, counter, value)
+        return value
 
     def get_user_id(self) -> int:  # Authlib's user contract
         return self.id

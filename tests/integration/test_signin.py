@@ -192,6 +192,38 @@ def test_lockout_after_consecutive_failures(app, client, make_user):
         assert user.locked_until is not None and user.last_login_at is None
 
 
+@pytest.mark.parametrize("overrides", [{"login": {"per_account_ip_per_minute": 50}}])
+def test_concurrent_wrong_passwords_are_each_counted(app, backend, make_user):
+    """The counter is incremented by the database (n = n + 1 under the row lock): six
+    guesses sent at once count six, not one each read of the same old value."""
+    if backend == "sqlite":
+        pytest.skip("SQLite runs one writing transaction at a time")
+    import threading
+
+    from idp.extensions import db
+    from idp.models import User
+
+    user_id, _ = make_user()
+    clients = [app.test_client() for _ in range(6)]
+    tokens = [csrf_from(c.get("/signin")) for c in clients]
+    barrier = threading.Barrier(len(clients))
+    statuses: list[int] = []
+
+    def guess(c, token):
+        barrier.wait()
+        statuses.append(signin(c, "ada@example.com", "wrong password", csrf=token).status_code)
+
+    threads = [threading.Thread(target=guess, args=pair) for pair in zip(clients, tokens, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * 6
+    with app.app_context():
+        assert db.session.get(User, user_id).failed_logins == 6
+    assert [e[2]["reason"] for e in events(app, "login.failure")] == ["bad_password"] * 6
+
+
 @pytest.mark.parametrize(
     "overrides", [{"login": {"max_consecutive_failures": 3, "per_account_ip_per_minute": 50}}]
 )
