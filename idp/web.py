@@ -70,6 +70,13 @@ def set_session_cookie(value: str | None) -> None:
     g.pop("idp_user", None)
 
 
+def adopt_session(cookie: str, session: BrowserSession) -> None:
+    """Schedule the new session cookie (rotation) and use *session* for the rest of this
+    request, so a step that just passed can take the sign-in on at once."""
+    set_session_cookie(cookie)
+    g.idp_session = session
+
+
 def csrf_token() -> str:
     return services().csrf.generate(browser_id())
 

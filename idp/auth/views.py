@@ -7,11 +7,11 @@ from flask import Blueprint, Response, redirect, render_template, request, url_f
 from ..security.ratelimit import RateLimited
 from ..services import services
 from ..web import (
+    adopt_session,
     allow_form_action,
     browser_id,
     current_session,
     current_user,
-    set_session_cookie,
     validate_csrf,
 )
 from .service import AccountDisabled, EmailNotVerified, LoginFailed, authenticate_password
@@ -108,12 +108,14 @@ def signin() -> Response:
         resp.headers["Retry-After"] = str(exc.retry_after)
         return resp
 
-    cookie, _session = svc.sessions.establish(user.id, "pwd", previous=current_session())
-    set_session_cookie(cookie)
+    cookie, session = svc.sessions.establish(user.id, "pwd", previous=current_session())
+    adopt_session(cookie, session)
     if txn is not None:
+        from ..oidc.views import continue_authorization
+
         if "login" not in txn.done:
             txn.done.append("login")
         svc.transactions.save(txn)
-        return redirect(url_for("oidc.resume", txn=txn.id))
+        return continue_authorization(txn)
     nxt = request.form.get("next")
     return redirect(url_for(NEXT_PAGES[nxt]) if nxt in NEXT_PAGES else url_for("oidc.home"))

@@ -19,12 +19,12 @@ from ..models import User
 from ..security.ratelimit import RateLimited
 from ..services import services
 from ..web import (
+    adopt_session,
     allow_form_action,
     browser_id,
     current_session,
     current_user,
     error_page,
-    set_session_cookie,
     validate_csrf,
 )
 from . import code_views
@@ -49,6 +49,15 @@ class Ctx:
         if self.txn is not None:
             return url_for("oidc.resume", txn=self.txn.id)
         return url_for("account.security")
+
+    def finish(self) -> Response:
+        """After a passed challenge: take the sign-in on in this request (see
+        :func:`idp.oidc.views.continue_authorization`), or back to the account page."""
+        if self.txn is not None:
+            from ..oidc.views import continue_authorization
+
+            return continue_authorization(self.txn)
+        return redirect(url_for("account.security"))
 
 
 def _mfa():
@@ -84,7 +93,7 @@ def _pass(ctx: Ctx, method: str, amr: tuple[str, ...]) -> None:
     cookie, session = services().sessions.establish(
         ctx.user.id, method, previous=ctx.session, amr=amr
     )
-    set_session_cookie(cookie)
+    adopt_session(cookie, session)
     ctx.session = session
     if ctx.txn is not None:
         if f"mfa:{method}" not in ctx.txn.done:
@@ -432,7 +441,7 @@ def challenge() -> Response:
             }
             result = mfa.verify(ctx.user, kind, payload, binding=ctx.session.sid)
             _pass(ctx, kind, result.amr)
-            return redirect(ctx.done_url())
+            return ctx.finish()
         except SecondFactorLocked as exc:
             return _locked(exc)
         except RateLimited as exc:

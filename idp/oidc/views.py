@@ -11,6 +11,7 @@ from flask import Blueprint, Response, current_app, jsonify, redirect, render_te
 
 from .. import audit
 from ..auth.assurance import reachable
+from ..auth.transaction import Transaction
 from ..extensions import db
 from ..keys import TokenVerificationError
 from ..models import Consent, OAuthClient, User
@@ -127,6 +128,16 @@ def authorize() -> Response:
     return pipeline.run(_server().create_oauth2_request(request))
 
 
+def continue_authorization(txn: Transaction) -> Response:
+    """Take a pending authorization request as far as it can go now: the next sign-in
+    page, the consent page, or the response to the client (a code, or an error).
+
+    The password and second-factor steps call this as soon as they pass, in their own
+    request, instead of redirecting to ``/authorize/resume`` (one round trip less per
+    step); the decision is the same pipeline either way."""
+    return pipeline.run(pipeline.StoredAuthorizationRequest(txn.params), txn)
+
+
 @bp.get("/authorize/resume")
 def resume() -> Response:
     """Continue a pending authorization request after a sign-in step."""
@@ -137,7 +148,7 @@ def resume() -> Response:
             "This sign-in has expired",
             "Go back to the application you were using and start again.",
         )
-    return pipeline.run(pipeline.StoredAuthorizationRequest(txn.params), txn)
+    return continue_authorization(txn)
 
 
 @bp.route("/consent", methods=["GET", "POST"])

@@ -511,8 +511,8 @@ def test_access_token_is_not_an_id_token_hint(app, rp):
 
 def test_consent_page_deny(app, rp):
     resp = rp.follow(rp.start())
+    # The password step takes the request on at once: its redirect is to /consent.
     resp = rp.follow(rp.submit(resp, {"email": "ada@example.com", "password": PASSWORD}))
-    resp = rp.follow(resp)  # /authorize/resume -> /consent
     assert resp.status == 200
     assert "Allow Test RP to use your account?" in page_info(resp.text).h1
     result = rp.resume(resp, consent="deny")

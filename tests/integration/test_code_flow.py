@@ -55,7 +55,9 @@ def test_sign_in_tokens_userinfo_refresh_revoke(rp):
 
 
 def test_a_sign_in_transaction_yields_one_code(app, client, make_client, make_user):
-    """Resuming the same transaction twice (two tabs, a double submit) issues one code."""
+    """The password step takes the authorization request on in its own response (no
+    resume round trip); resuming or submitting the same transaction again (two tabs, a
+    double submit) issues no second code."""
     from clients.mockrp.forms import parse_forms
     from idp.extensions import db
     from idp.models import AuthorizationCode
@@ -67,11 +69,14 @@ def test_a_sign_in_transaction_yields_one_code(app, client, make_client, make_us
     page = rp.follow(rp.start())
     form = next(f for f in parse_forms(page.text, page.url) if "password" in f.fields)
     form.fill(email="ada@example.com", password=PASSWORD)
-    resp = rp.submit_form(form)
-    assert resp.status == 302 and "/authorize/resume" in resp.location
-    first = rp.transport.request("GET", resp.location)
-    second = rp.transport.request("GET", resp.location)
+    first = rp.submit_form(form)
     assert first.status == 302 and first.location.startswith(RP_CB) and "code=" in first.location
+    txn = form.fields["txn"]
+    second = rp.transport.request("GET", f"http://localhost/authorize/resume?txn={txn}")
     assert second.status in (400, 409) and "code=" not in (second.location or "")
+    # The same form submitted again: the transaction is spent, so the password only
+    # signs this browser in again (to the provider's home page), with no code.
+    third = rp.submit_form(form)
+    assert "code=" not in (third.location or "") and not (third.location or "").startswith(RP_CB)
     with app.app_context():
         assert db.session.execute(db.select(db.func.count(AuthorizationCode.id))).scalar() == 1

@@ -213,7 +213,9 @@ def test_concurrent_wrong_passwords_are_each_counted(app, backend, make_user):
         barrier.wait()
         statuses.append(signin(c, "ada@example.com", "wrong password", csrf=token).status_code)
 
-    threads = [threading.Thread(target=guess, args=pair) for pair in zip(clients, tokens, strict=True)]
+    threads = [
+        threading.Thread(target=guess, args=pair) for pair in zip(clients, tokens, strict=True)
+    ]
     for t in threads:
         t.start()
     for t in threads:
