@@ -40,6 +40,11 @@ def day(offset: int) -> str:
     return (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=offset)).isoformat()
 
 
+class Days(int):
+    """An enforcement date *n* days from today, resolved when the test runs, not when
+    it is collected (a run that crosses midnight would otherwise count one day less)."""
+
+
 @pytest.fixture
 def mfa() -> dict:
     """[mfa] overrides; tests parametrize this."""
@@ -48,6 +53,7 @@ def mfa() -> dict:
 
 @pytest.fixture
 def settings(tmp_path, keys_dir, mfa):
+    mfa = {k: day(v) if isinstance(v, Days) else v for k, v in mfa.items()}
     values = {"required": True, "enforce_from": "", "reauth_window": WINDOW, **mfa}
     return make_settings(tmp_path, keys_dir, mfa=values)
 
@@ -198,7 +204,7 @@ def enroll(rp: MockRP, clock: Clock) -> str:
 # -- "Remind me later" -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mfa", [{"enforce_from": day(10)}])
+@pytest.mark.parametrize("mfa", [{"enforce_from": Days(10)}])
 def test_remind_me_later_before_the_enforcement_date(app, rp_factory):
     rp = rp_factory()
     page = walk(rp, rp.start(), email=EMAIL, password=PASSWORD)
@@ -241,7 +247,7 @@ def test_remind_me_later_before_the_enforcement_date(app, rp_factory):
     assert path_of(page) == "/mfa/setup" and "Remind me later" in page.text
 
 
-@pytest.mark.parametrize("mfa", [{"enforce_from": day(-1)}, {"enforce_from": day(0)}, {}])
+@pytest.mark.parametrize("mfa", [{"enforce_from": Days(-1)}, {"enforce_from": Days(0)}, {}])
 def test_no_postponing_once_enforced(app, rp_factory):
     rp = rp_factory()
     page = walk(rp, rp.start(), email=EMAIL, password=PASSWORD)
