@@ -126,10 +126,13 @@ class _Sealer:
 
 
 def _sealer() -> _Sealer:
-    state = current_app.extensions.get("idp.audit")
-    if state is None:
-        state = current_app.extensions.setdefault("idp.audit", _Sealer(1.0))
-    return state
+    return current_app.extensions["idp.audit"]  # installed by init_audit (create_app)
+
+
+def _digest(row: Any, prev_hash: str) -> str:
+    """The chain hash of a row read back from the table (the sealer and the verifier
+    hash the same stored values)."""
+    return event_digest(**{name: getattr(row, name) for name in _HASHED}, prev_hash=prev_hash)
 
 
 def _seal_batch(wait: bool, limit: int) -> int | None:
@@ -159,7 +162,7 @@ def _seal_batch(wait: bool, limit: int) -> int | None:
         links = []
         for row in rows:
             seq += 1
-            digest = event_digest(**{name: getattr(row, name) for name in _HASHED}, prev_hash=prev)
+            digest = _digest(row, prev)
             links.append({"row_id": row.id, "seq": seq, "prev": prev, "digest": digest})
             prev = digest
         if links:
@@ -269,8 +272,7 @@ def verify_chain() -> ChainReport:
     for row in _rows():
         if row.prev_hash != prev:
             return ChainReport(checked, row.id, "prev_hash does not match the previous event")
-        digest = event_digest(**{name: getattr(row, name) for name in _HASHED}, prev_hash=prev)
-        if row.hash != digest:
+        if row.hash != _digest(row, prev):
             return ChainReport(checked, row.id, "hash does not match the event's content")
         prev = row.hash
         checked += 1

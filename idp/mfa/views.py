@@ -57,7 +57,7 @@ class Ctx:
             from ..oidc.views import continue_authorization
 
             return continue_authorization(self.txn)
-        return redirect(url_for("account.security"))
+        return redirect(self.done_url())
 
 
 def _mfa():
