@@ -57,6 +57,12 @@ def authenticate_password(svc: Services, email: str, password: str, ip: str) -> 
     if user is None:
         audit.record_now("login.failure", outcome="failure", reason="unknown_account")
         raise LoginFailed
+    if user.is_admin_locked(now):
+        # Set by the help desk or an administrator: no browser and no password passes it.
+        audit.record_now(
+            "login.failure", outcome="failure", user_id=user.id, reason="admin_locked"
+        )
+        raise LoginFailed
     if user.is_locked(now):
         audit.record_now("login.failure", outcome="failure", user_id=user.id, reason="locked")
         raise LoginFailed

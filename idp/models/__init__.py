@@ -3,7 +3,7 @@
 from .audit import AuditEvent
 from .factor import Factor, RecoveryCode
 from .oauth import AuthorizationCode, Consent, OAuthClient, RefreshToken
-from .registration import RegistrationToken
+from .registration import RegistrationAttempt, RegistrationToken
 from .user import User
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "OAuthClient",
     "RecoveryCode",
     "RefreshToken",
+    "RegistrationAttempt",
     "RegistrationToken",
     "User",
 ]

@@ -115,6 +115,8 @@ class AuthorizationCode(db.Model):
     acr: Mapped[str | None] = mapped_column(String(200))
     amr: Mapped[list[str]] = mapped_column(JSON, default=list)
     sid: Mapped[str | None] = mapped_column(String(64))
+    # Ids of the second factors the sign-in used (a removed factor ends what it earned).
+    factor_ids: Mapped[list[int] | None] = mapped_column(JSON)
     claims: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -166,6 +168,10 @@ class RefreshToken(db.Model):
     acr: Mapped[str | None] = mapped_column(String(200))
     amr: Mapped[list[str]] = mapped_column(JSON, default=list)
     sid: Mapped[str | None] = mapped_column(String(64))
+    factor_ids: Mapped[list[int] | None] = mapped_column(JSON)
+    # Granted with offline_access: survives sign-out until revoked. Otherwise the token
+    # is bound to its browser session (``sid``) and dies with it (OIDC Core 11).
+    offline: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     access_token_jti: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -28,3 +28,23 @@ class RegistrationToken(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RegistrationAttempt(db.Model):
+    """One New User Registration waiting for its mailbox to be proven.
+
+    No account exists until the owner of the address opens the link of *her* attempt and
+    confirms it with the password she chose: every attempt carries its own password
+    hash, so a stranger who registered the same address first gains nothing (the
+    pre-account hijack), and confirming one attempt deletes every other attempt for the
+    address.
+    """
+
+    __tablename__ = "registration_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

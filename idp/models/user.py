@@ -34,7 +34,10 @@ class User(db.Model):
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | disabled
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    # The failed-attempt lock (too many wrong passwords): a password reset clears it.
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The administrative lock (help desk or administrator): only an unlock clears it.
+    admin_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Second-factor guessing: consecutive failures across all factors, and the lock.
     mfa_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -57,7 +60,12 @@ class User(db.Model):
         return self.status == "active"
 
     def is_locked(self, now: datetime) -> bool:
+        """The failed-attempt lock is on (a browser trusted by this account may pass it)."""
         return self.locked_until is not None and self.locked_until > now
+
+    def is_admin_locked(self, now: datetime) -> bool:
+        """The administrative lock is on: nobody signs in until it is lifted or ends."""
+        return self.admin_locked_until is not None and self.admin_locked_until > now
 
     def count_failure(self, counter: str) -> int:
         """Add one to the failure counter *counter* (``failed_logins`` or
