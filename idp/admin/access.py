@@ -1,10 +1,15 @@
-"""Who may use the admin pages: a role, and a recent second factor.
+"""Who may use the admin pages: a role, and a recent second factor; and on whom each
+help-desk action may be taken.
 
 Roles (``users.role``): ``user`` (no access), ``helpdesk`` (the help-desk pages and the
 MFA adoption dashboard) and ``admin`` (everything, including clients and the audit
 export). Every admin page also needs a session whose second factor reached
 ``[admin] required_acr`` within ``[admin] mfa_max_age`` seconds; otherwise pages
 redirect to the admin step-up (``/admin/verify``) and the JSON API answers 401.
+
+Getting in is not enough to act: :func:`may_act` is the one rule every action on a user
+goes through (the hierarchy of ``docs/ADMIN.md``), so that the help desk cannot take
+over an administrator's account by resetting its second factors and using its mailbox.
 """
 
 from __future__ import annotations
@@ -26,6 +31,97 @@ from ..web import current_session, current_user, error_page, validate_csrf
 
 ROLES = ("user", "helpdesk", "admin")
 STAFF = ("helpdesk", "admin")
+
+#: Every action the help-desk pages take on a user account, help-desk first. The user
+#: page offers them, the action view dispatches them and the role-matrix test walks them
+#: from this one list, so a new action is under the hierarchy (and tested) at once.
+HELPDESK_ACTIONS = ("lock", "unlock", "disable", "enable", "reset_mfa", "revoke",
+                    "resend_verification")  # fmt: skip
+#: Actions only an administrator may take (on top of the hierarchy below).
+ADMIN_ONLY_ACTIONS = ("role",)
+ACTIONS = HELPDESK_ACTIONS + ADMIN_ONLY_ACTIONS
+
+#: The shortest reason accepted where one is required (an administrator's account, an
+#: MFA reset): enough to rule out an empty or one-key answer.
+MIN_REASON = 4
+REASON_MAX = 300
+
+
+def clean_reason(text: str | None) -> str:
+    """A reason as it is audited (and emailed): whitespace collapsed, at most 300
+    characters, so padding with spaces does not pass for a reason."""
+    return " ".join((text or "").split())[:REASON_MAX]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What :func:`may_act` decided. ``code`` names the rule that refused (audited as
+    the refusal's ``reason``), ``message`` is what the operator is told."""
+
+    allowed: bool
+    code: str
+    message: str
+
+
+_OK = Verdict(True, "ok", "")
+
+
+def may_act(actor_role: str, target_role: str, action: str, *, self_target: bool,
+            reason: str | None) -> Verdict:  # fmt: skip
+    """Whether a staff member of *actor_role* may take *action* on an account of
+    *target_role*.
+
+    The help desk acts on ``user`` accounts only; only administrators act on ``helpdesk``
+    accounts; an ``admin`` account is acted on only by another administrator who gives
+    a reason (at least :data:`MIN_REASON` characters), so that taking over an
+    administrator always leaves a justification in the audit trail. Nobody acts on
+    their own account here (the account page has its own checks, such as the current
+    password). Unknown roles and actions are refused: the rule fails closed.
+    """
+    if actor_role not in STAFF:
+        return Verdict(False, "not_staff", "Your account may not use the help-desk pages.")
+    if action not in ACTIONS:
+        return Verdict(False, "unknown_action", "This action does not exist.")
+    if self_target:
+        return Verdict(False, "self", "This is your own account: manage it from your "
+                       "account page, not from the help desk.")  # fmt: skip
+    if action in ADMIN_ONLY_ACTIONS and actor_role != "admin":
+        return Verdict(False, "admin_only", "Only an administrator may do this.")
+    if target_role == "user":
+        return _OK
+    if target_role == "helpdesk":
+        if actor_role != "admin":
+            return Verdict(False, "helpdesk_target",
+                           "Only an administrator may act on a help-desk account.")  # fmt: skip
+        return _OK
+    if target_role == "admin":
+        if actor_role != "admin":
+            return Verdict(False, "admin_target",
+                           "Only another administrator may act on an administrator's "
+                           "account.")  # fmt: skip
+        if len(clean_reason(reason)) < MIN_REASON:
+            return Verdict(False, "reason_required",
+                           "This is an administrator's account: say why (at least "
+                           f"{MIN_REASON} characters); the reason is kept in the audit "
+                           "trail.")  # fmt: skip
+        return _OK
+    return Verdict(False, "unknown_role", "This account has a role the help desk does not know.")
+
+
+def offered_actions(actor_role: str, target_role: str, *, self_target: bool) -> tuple[str, ...]:
+    """The actions the user page shows: those :func:`may_act` allows, given a reason
+    where one is required (the page then asks for it)."""
+    return tuple(
+        a for a in ACTIONS
+        if may_act(actor_role, target_role, a, self_target=self_target,
+                   reason=None).code in ("ok", "reason_required")
+    )  # fmt: skip
+
+
+def reason_required(target_role: str) -> bool:
+    """Whether every action on an account of *target_role* needs a reason."""
+    return may_act("admin", target_role, HELPDESK_ACTIONS[0], self_target=False,
+                   reason=None).code == "reason_required"  # fmt: skip
 
 
 @dataclass

@@ -10,6 +10,7 @@ from flask import Response, abort, redirect, request, url_for
 
 from ..auth.assurance import ACR_LEVELS
 from ..extensions import db
+from ..flash import flash
 from ..models import OAuthClient
 from ..models.oauth import AUTH_METHODS, GRANT_TYPES
 from ..oidc.clients import (
@@ -76,7 +77,7 @@ def _load(client_id: str) -> OAuthClient:
 @staff_only("admin")
 def clients(staff: Staff) -> Response:
     rows = db.session.execute(db.select(OAuthClient).order_by(OAuthClient.name)).scalars()
-    return render("admin/clients.html", staff, clients=list(rows), message=request.args.get("m"))
+    return render("admin/clients.html", staff, clients=list(rows))
 
 
 @bp.route("/clients/new", methods=["GET", "POST"])
@@ -138,7 +139,8 @@ def client_edit(staff: Staff, client_id: str) -> Response:
             return render("admin/client_form.html", staff, status=400, client=client,
                           values=values, error=str(exc), **CHOICES)  # fmt: skip
         note = f"Saved {client.name}." if changed else "Nothing changed."
-        return redirect(url_for("admin.clients", m=note))
+        flash(note)
+        return redirect(url_for("admin.clients"))
     return render("admin/client_form.html", staff, client=client, values=_values(client),
                   error=None, **CHOICES)  # fmt: skip
 
@@ -152,12 +154,14 @@ def client_action(staff: Staff, client_id: str) -> Response:
         try:
             secret = rotate_secret(client, actor=staff.actor)
         except ClientValidationError as exc:
-            return redirect(url_for("admin.clients", m=str(exc)))
+            flash(str(exc), "alert")
+            return redirect(url_for("admin.clients"))
         return render("admin/client_secret.html", staff, client=client, secret=secret,
                       created=False)  # fmt: skip
     if action in ("disable", "enable"):
         update_client(client, actor=staff.actor, disabled=action == "disable")
-        return redirect(url_for("admin.clients", m=f"{client.name} {action}d."))
+        flash(f"{client.name} {action}d.")
+        return redirect(url_for("admin.clients"))
     if action == "delete":
         if request.form.get("confirm") != client.client_id:
             return render("admin/client_delete.html", staff, client=client,
@@ -165,5 +169,6 @@ def client_action(staff: Staff, client_id: str) -> Response:
                           else None)  # fmt: skip
         name = client.name
         delete_client(client, actor=staff.actor)
-        return redirect(url_for("admin.clients", m=f"{name} deleted."))
+        flash(f"{name} deleted.")
+        return redirect(url_for("admin.clients"))
     abort(400)

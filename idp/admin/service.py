@@ -1,7 +1,10 @@
 """Help-desk actions, the MFA adoption figures and the reminder batches.
 
 Views parse and render; the logic lives here. Every change is audited with the acting
-administrator (``actor="user:<id>"``) in the same commit as the change.
+administrator (``actor="user:<id>"``) in the same commit as the change, with the reason
+the operator gave when there is one. Whether an action may be taken at all is decided
+first by :func:`authorize` (the hierarchy of :func:`idp.admin.access.may_act`), which
+audits every refusal.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from ..extensions import db
 from ..models import AuditEvent, Factor, User
 from ..models.base import utcnow
 from ..services import services
+from .access import MIN_REASON, ROLES, Staff, Verdict, clean_reason, may_act
 
 
 class ActionError(ValueError):
@@ -109,26 +113,49 @@ def recent_events(user: User, limit: int = 25) -> list[AuditEvent]:
 
 # -- help-desk actions ---------------------------------------------------------------
 
+
+def authorize(staff: Staff, target: User, action: str, *, reason: str | None) -> Verdict:
+    """Whether *staff* may take *action* on *target* (:func:`may_act`); a refusal is
+    audited as ``admin.action_refused`` (on the target's trail, with the actor, both
+    roles, the action and the rule that refused) and changes nothing else."""
+    verdict = may_act(staff.user.role, target.role, action,
+                      self_target=staff.user.id == target.id, reason=reason)  # fmt: skip
+    if not verdict.allowed:
+        audit.record_now("admin.action_refused", outcome="failure", user_id=target.id,
+                         actor=staff.actor, actor_role=staff.user.role,
+                         target=f"user:{target.id}", target_role=target.role,
+                         action=action[:40], reason=verdict.code)  # fmt: skip
+    return verdict
+
+
 LOCK_HOURS = (1, 24, 168)
 
 
-def lock(user: User, *, hours: int, actor: str) -> None:
-    """Pause sign-in for *hours* (e.g. a suspected compromise) and end sessions."""
+def lock(user: User, *, hours: int, actor: str, reason: str | None = None) -> None:
+    """Pause sign-in for *hours* (e.g. a suspected compromise) and end sessions.
+
+    This is the administrative lock (``admin_locked_until``), apart from the lock that
+    failed passwords set (``locked_until``): a password reset clears the latter, so a
+    lock on the same column would end as soon as whoever holds the mailbox resets the
+    password. Only an unlock (or the end of the period) lifts this one.
+    """
     if hours not in LOCK_HOURS:
         raise ActionError("Choose how long to lock the account.")
-    user.locked_until = utcnow() + timedelta(hours=hours)
+    user.admin_locked_until = utcnow() + timedelta(hours=hours)
     sessions, families = _revoke_all(user)
     audit.record("user.locked", user_id=user.id, actor=actor, hours=hours,
-                 sessions=sessions, token_families=families)  # fmt: skip
+                 until=user.admin_locked_until.isoformat(), sessions=sessions,
+                 token_families=families, reason=reason)  # fmt: skip
     db.session.commit()
 
 
-def unlock(user: User, *, actor: str) -> None:
-    """Clear the sign-in and second-factor locks (audited by the MFA service)."""
-    _mfa().unlock(user, actor=actor)
+def unlock(user: User, *, actor: str, reason: str | None = None) -> None:
+    """Clear both sign-in locks and the second-factor lock (audited by the MFA
+    service)."""
+    _mfa().unlock(user, actor=actor, reason=reason)
 
 
-def set_status(user: User, status: str, *, actor: str) -> None:
+def set_status(user: User, status: str, *, actor: str, reason: str | None = None) -> None:
     """Disable (ends sessions and refresh tokens) or enable an account."""
     if status not in ("active", "disabled"):
         raise ActionError("Unknown status.")
@@ -139,28 +166,30 @@ def set_status(user: User, status: str, *, actor: str) -> None:
     if status == "disabled":
         details["sessions"], details["token_families"] = _revoke_all(user)
     audit.record(f"user.{'disabled' if status == 'disabled' else 'enabled'}",
-                 user_id=user.id, actor=actor, **details)  # fmt: skip
+                 user_id=user.id, actor=actor, reason=reason, **details)  # fmt: skip
     db.session.commit()
 
 
 def reset_mfa(user: User, *, reason: str, actor: str) -> int:
     """Remove every factor (the user must enroll again); the MFA service ends sessions
     and refresh tokens, audits and emails the user."""
-    reason = " ".join(reason.split())[:300]
-    if len(reason) < 4:
-        raise ActionError("Say why the sign-in methods are reset (at least 4 characters).")
+    reason = clean_reason(reason)
+    if len(reason) < MIN_REASON:
+        raise ActionError(
+            f"Say why the sign-in methods are reset (at least {MIN_REASON} characters)."
+        )
     return _mfa().reset(user, reason=reason, actor=actor)
 
 
-def revoke_sessions(user: User, *, actor: str) -> tuple[int, int]:
+def revoke_sessions(user: User, *, actor: str, reason: str | None = None) -> tuple[int, int]:
     sessions, families = _revoke_all(user)
     audit.record("user.sessions_revoked", user_id=user.id, actor=actor, sessions=sessions,
-                 token_families=families)  # fmt: skip
+                 token_families=families, reason=reason)  # fmt: skip
     db.session.commit()
     return sessions, families
 
 
-def resend_verification(user: User, *, actor: str) -> bool:
+def resend_verification(user: User, *, actor: str, reason: str | None = None) -> bool:
     """Send a new email-verification link (the account's own sender)."""
     from ..account.links import send_email_verification
 
@@ -168,20 +197,19 @@ def resend_verification(user: User, *, actor: str) -> bool:
         raise ActionError("This email address is already verified.")
     sent = send_email_verification(user)
     audit.record("user.verification_resent", outcome="success" if sent else "failure",
-                 user_id=user.id, actor=actor)  # fmt: skip
+                 user_id=user.id, actor=actor, reason=reason)  # fmt: skip
     db.session.commit()
     return sent
 
 
-def set_role(user: User, role: str, *, actor: str) -> None:
-    from .access import ROLES
-
+def set_role(user: User, role: str, *, actor: str, reason: str | None = None) -> None:
     if role not in ROLES:
         raise ActionError(f"Unknown role {role!r}.")
     if user.role == role:
         return
     previous, user.role = user.role, role
-    audit.record("user.role_changed", user_id=user.id, actor=actor, role=role, previous=previous)
+    audit.record("user.role_changed", user_id=user.id, actor=actor, role=role,
+                 previous=previous, reason=reason)  # fmt: skip
     db.session.commit()
 
 

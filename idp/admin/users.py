@@ -1,16 +1,39 @@
 """``/admin/users``: the help desk. Search by email or name; a user's page shows status,
-factors (type, label, last used; never secrets), sessions and recent events, and the
-actions: lock/unlock, disable/enable, reset MFA, revoke sessions and refresh tokens,
-resend the verification email."""
+the two sign-in locks, factors (type, label, last used; never secrets), sessions and
+recent events, and the actions the viewer may take on this account: lock/unlock,
+disable/enable, reset MFA, revoke sessions and refresh tokens, resend the verification
+email, and (administrators) the role.
+
+Every action goes through :func:`idp.admin.service.authorize` (the role hierarchy of
+:func:`idp.admin.access.may_act`) before anything changes; a refusal is a 403 page and
+an audit event. After an action the browser is redirected to the user's page, which
+shows what was done once (:mod:`idp.flash`): nothing in the URL is shown as a message.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
 
 from flask import Response, abort, current_app, redirect, request, url_for
 
 from ..extensions import db
+from ..flash import flash
 from ..models import User
+from ..models.base import utcnow
+from ..security.text import ascii_int
 from . import service
-from .access import ROLES, Staff, staff_only
+from .access import (
+    ACTIONS,
+    MIN_REASON,
+    ROLES,
+    Staff,
+    Verdict,
+    clean_reason,
+    may_act,
+    offered_actions,
+    reason_required,
+    staff_only,
+)
 from .views import bp, render
 
 
@@ -21,10 +44,16 @@ def _load(user_id: int) -> User:
     return user
 
 
-def _page(staff: Staff, user: User, *, message=None, error=None, status=200) -> Response:
+def _page(staff: Staff, user: User, *, error: str | None = None, status: int = 200) -> Response:
     mfa = current_app.extensions["idp.mfa"]
-    from ..models.base import utcnow
-
+    now = utcnow()
+    own = staff.user.id == user.id
+    offered = offered_actions(staff.user.role, user.role, self_target=own)
+    # When the page offers nothing, it says why in the rule's own words.
+    refusal = None
+    if not offered:
+        refusal = may_act(staff.user.role, user.role, ACTIONS[0], self_target=own,
+                          reason=None).message  # fmt: skip
     return render(
         "admin/user.html",
         staff,
@@ -34,11 +63,16 @@ def _page(staff: Staff, user: User, *, message=None, error=None, status=200) -> 
         names={t: impl.display_name for t, impl in mfa.registry.items()},
         sessions=service.user_sessions(user),
         events=service.recent_events(user),
-        locked=user.is_locked(utcnow()),
-        mfa_locked=bool(user.mfa_locked_until and user.mfa_locked_until > utcnow()),
+        locked=user.is_locked(now),
+        admin_locked=user.is_admin_locked(now),
+        mfa_locked=bool(user.mfa_locked_until and user.mfa_locked_until > now),
         lock_hours=service.LOCK_HOURS,
         roles=ROLES,
-        message=message,
+        offered=offered,
+        needs_reason=bool(offered) and reason_required(user.role),
+        min_reason=MIN_REASON,
+        refusal=refusal,
+        own=own,
         error=error,
     )
 
@@ -54,47 +88,93 @@ def users(staff: Staff) -> Response:
 @bp.get("/users/<int:user_id>")
 @staff_only()
 def user(staff: Staff, user_id: int) -> Response:
-    return _page(staff, _load(user_id), message=request.args.get("m"))
+    return _page(staff, _load(user_id))
+
+
+# -- the actions: each takes the user, the form, the actor and the (cleaned) reason, and
+# -- returns what to tell the operator; ActionError for a form to fill in again.
+
+Handler = Callable[[User, Mapping[str, str], str, str | None], str]
+
+
+def _lock(user: User, form: Mapping[str, str], actor: str, reason: str | None) -> str:
+    hours = form.get("hours", "")
+    service.lock(user, hours=ascii_int(hours, max_digits=4) or 0, actor=actor, reason=reason)
+    return "Sign-in locked; sessions ended."
+
+
+def _unlock(user: User, form: Mapping[str, str], actor: str, reason: str | None) -> str:
+    service.unlock(user, actor=actor, reason=reason)
+    return "Sign-in and second-step locks cleared."
+
+
+def _disable(user: User, form: Mapping[str, str], actor: str, reason: str | None) -> str:
+    service.set_status(user, "disabled", actor=actor, reason=reason)
+    return "Account disabled."
+
+
+def _enable(user: User, form: Mapping[str, str], actor: str, reason: str | None) -> str:
+    service.set_status(user, "active", actor=actor, reason=reason)
+    return "Account enabled."
+
+
+def _reset_mfa(user: User, form: Mapping[str, str], actor: str, reason: str | None) -> str:
+    count = service.reset_mfa(user, reason=reason or "", actor=actor)
+    return f"Removed {count} sign-in method(s); the user was emailed and must set one up."
+
+
+def _revoke(user: User, form: Mapping[str, str], actor: str, reason: str | None) -> str:
+    sessions, families = service.revoke_sessions(user, actor=actor, reason=reason)
+    return f"Ended {sessions} session(s) and {families} refresh-token grant(s)."
+
+
+def _resend(user: User, form: Mapping[str, str], actor: str, reason: str | None) -> str:
+    sent = service.resend_verification(user, actor=actor, reason=reason)
+    return "Verification email sent." if sent else "The verification email could not be sent."
+
+
+def _role(user: User, form: Mapping[str, str], actor: str, reason: str | None) -> str:
+    service.set_role(user, form.get("role", ""), actor=actor, reason=reason)
+    return f"Role is now {user.role}."
+
+
+HANDLERS: dict[str, Handler] = {
+    "lock": _lock,
+    "unlock": _unlock,
+    "disable": _disable,
+    "enable": _enable,
+    "reset_mfa": _reset_mfa,
+    "revoke": _revoke,
+    "resend_verification": _resend,
+    "role": _role,
+}
+# One list of actions (access.ACTIONS) rules the page, the hierarchy and the tests: an
+# action without a handler, or a handler outside the list (and so outside the rule), is
+# an error when the application starts, not a gap found in production.
+if set(HANDLERS) != set(ACTIONS):
+    raise RuntimeError(f"help-desk handlers {sorted(HANDLERS)} != ACTIONS {sorted(ACTIONS)}")
+
+
+def _refused(staff: Staff, user: User, verdict: Verdict) -> Response:
+    return render("admin/refused.html", staff, status=403, user=user, message=verdict.message)
 
 
 @bp.post("/users/<int:user_id>/action")
 @staff_only()
 def user_action(staff: Staff, user_id: int) -> Response:
     user = _load(user_id)
-    action = request.form.get("action")
-    actor = staff.actor
+    action = request.form.get("action", "")
+    handler = HANDLERS.get(action)
+    if handler is None:
+        abort(400)
+    raw_reason = request.form.get("reason")
+    verdict = service.authorize(staff, user, action, reason=raw_reason)
+    if not verdict.allowed:
+        return _refused(staff, user, verdict)
     try:
-        if action == "lock":
-            hours = request.form.get("hours", "")
-            service.lock(user, hours=int(hours) if hours.isdigit() else 0, actor=actor)
-            note = "Sign-in locked; sessions ended."
-        elif action == "unlock":
-            service.unlock(user, actor=actor)
-            note = "Sign-in and second-step locks cleared."
-        elif action in ("disable", "enable"):
-            service.set_status(user, "disabled" if action == "disable" else "active", actor=actor)
-            note = f"Account {action}d."
-        elif action == "reset_mfa":
-            count = service.reset_mfa(user, reason=request.form.get("reason", ""), actor=actor)
-            note = f"Removed {count} sign-in method(s); the user was emailed and must set one up."
-        elif action == "revoke":
-            sessions, families = service.revoke_sessions(user, actor=actor)
-            note = f"Ended {sessions} session(s) and {families} refresh-token grant(s)."
-        elif action == "resend_verification":
-            sent = service.resend_verification(user, actor=actor)
-            note = (
-                "Verification email sent." if sent else "The verification email could not be sent."
-            )
-        elif action == "role":
-            if staff.user.role != "admin":
-                abort(403)
-            if user.id == staff.user.id:
-                raise service.ActionError("You cannot change your own role.")
-            service.set_role(user, request.form.get("role", ""), actor=actor)
-            note = f"Role is now {user.role}."
-        else:
-            abort(400)
+        note = handler(user, request.form, staff.actor, clean_reason(raw_reason) or None)
     except service.ActionError as exc:
         db.session.rollback()
         return _page(staff, user, error=str(exc), status=400)
-    return redirect(url_for("admin.user", user_id=user.id, m=note))
+    flash(note)
+    return redirect(url_for("admin.user", user_id=user.id))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 
+from ..flash import take_flashes
 from ..mfa.base import InvalidResponse, SecondFactorLocked
 from ..security.ratelimit import RateLimited
 from ..services import services
@@ -18,7 +19,9 @@ def _mfa():
 
 
 def render(template: str, staff: Staff, status: int = 200, **context) -> Response:
-    """Render an admin page with the navigation for the staff member's role."""
+    """Render an admin page with the navigation for the staff member's role and the
+    one-time messages the server left for this browser (never text from the URL)."""
+    context.setdefault("flashes", take_flashes())
     return Response(render_template(template, staff=staff, **context), status=status)
 
 
@@ -72,7 +75,7 @@ def verify() -> Response:
             error, status = exc.message, 400
         else:
             cookie, _ = services().sessions.establish(
-                user.id, kind, previous=session, amr=result.amr
+                user.id, kind, previous=session, amr=result.amr, factor_id=result.factor.id
             )
             set_session_cookie(cookie)
             return redirect(target)

@@ -4,7 +4,9 @@ The administrator signs in at ``/admin``, is sent to set up an authenticator app
 admin pages need a recent second factor), then: registers an application (a refused
 redirect URI first), edits it, rotates its secret, disables, enables and deletes it;
 finds a user and locks, unlocks, disables, enables, revokes sessions, resends the
-verification email and resets MFA (a reason is required); filters and exports the audit
+verification email and resets MFA (a reason is required), each message shown once after
+the redirect; opens the page of another administrator (every action asks for a reason)
+and of a help-desk agent, and is refused on its own page; filters and exports the audit
 trail; reads the MFA adoption dashboard, downloads the users without MFA and sends the
 reminders batch by batch. Every admin page is checked with :func:`page_basics` and
 :class:`BrowserLog` (no console errors, no CSP violations).
@@ -147,6 +149,7 @@ def test_admin_helps_a_user_reads_the_audit_trail_and_the_mfa_dashboard(
         cli(live, "users", "create", "--email", f"stuck{n}@example.com", "--name",
             f"Sam Stuck {n}", "--unverified", stdin="a passphrase for a stuck user\n")  # fmt: skip
     sign_in_as_new_admin(page, live, log)
+    me = page.locator("main p strong").first.inner_text()
 
     # -- help desk ----------------------------------------------------------------------
     page.get_by_role("link", name="Help desk: users").click()
@@ -159,7 +162,11 @@ def test_admin_helps_a_user_reads_the_audit_trail_and_the_mfa_dashboard(
 
     page.get_by_role("button", name="Lock", exact=True).click()
     expect(page.get_by_role("status")).to_have_text("Sign-in locked; sessions ended.")
-    expect(page.locator("#status")).to_contain_text("Sign-in: locked until")
+    expect(page).to_have_url(re.compile(r"/admin/users/\d+$"))  # nothing in the URL
+    expect(page.locator("#lock-admin")).to_contain_text("Locked by the help desk: locked until")
+    expect(page.locator("#lock-failures")).to_have_text("Failed sign-in attempts: not locked")
+    page.reload()  # the message was shown once (post/redirect/get)
+    expect(page.get_by_role("status")).to_have_count(0)
     page.get_by_role("button", name="Unlock").click()
     expect(page.get_by_role("status")).to_have_text("Sign-in and second-step locks cleared.")
     page.get_by_role("button", name="Disable account").click()
@@ -188,6 +195,30 @@ def test_admin_helps_a_user_reads_the_audit_trail_and_the_mfa_dashboard(
         assert name in events, name
     assert "by user:" in events
     admin_page(page, log, "stuck1@example.com")
+
+    # -- the hierarchy: another administrator needs a reason; one's own page offers nothing
+    cli(live, "users", "create", "--email", "other.admin@example.com", "--name", "Otto Admin",
+        stdin="another administrator's passphrase\n")  # fmt: skip
+    cli(live, "users", "grant-admin", "other.admin@example.com")
+    page.get_by_role("link", name="Help desk: users").click()
+    page.get_by_label("Find a user by email or name").fill("other.admin@")
+    page.get_by_role("button", name="Search").click()
+    page.get_by_role("link", name="other.admin@example.com").click()
+    admin_page(page, log, "other.admin@example.com")
+    expect(page.locator("#reason-help")).to_contain_text("administrator's account")
+    page.get_by_role("button", name="Revoke sessions and tokens").click()
+    assert page.locator("#reason-status").evaluate("el => el.validity.valueMissing")
+    page.locator("#reason-status").fill("ticket 81, called back on file number")
+    page.get_by_role("button", name="Revoke sessions and tokens").click()
+    expect(page.get_by_role("status")).to_contain_text("Ended 0 session(s)")
+    assert "user.sessions_revoked" in page.locator("#events").inner_text()
+    page.get_by_role("link", name="Help desk: users").click()
+    page.get_by_label("Find a user by email or name").fill(me)
+    page.get_by_role("button", name="Search").click()
+    page.get_by_role("link", name=me).click()
+    expect(page.locator("#no-actions")).to_contain_text("your own account")
+    expect(page.get_by_role("button", name="Lock", exact=True)).to_have_count(0)
+    admin_page(page, log, me)
 
     # -- audit trail ----------------------------------------------------------------------
     page.get_by_role("link", name="Audit trail").click()

@@ -104,6 +104,12 @@ def test_edit_validates_and_audits(app, people):
     assert event.details["actor"] == f"user:{people['admin']}"
 
 
+def test_query_text_is_never_a_status_banner(app, people):
+    b = signed_in(app, people["admin"])
+    page = b.get("/admin/clients?m=Your+account+is+compromised,+call+202-555-0100")
+    assert page.status_code == 200 and "compromised" not in page.text
+
+
 def test_rotate_disable_enable_delete(app, people):
     b = signed_in(app, people["admin"])
     NEW_CC = {**NEW, "grant_types": ["client_credentials"], "redirect_uris": "",
@@ -119,8 +125,12 @@ def test_rotate_disable_enable_delete(app, people):
     assert _token(b.http, client_id, old).status_code == 401
     assert _token(b.http, client_id, new).status_code == 200
 
-    assert b.post(f"/admin/clients/{client_id}/action", {"action": "disable"}).status_code == 302
+    disabled = b.post(f"/admin/clients/{client_id}/action", {"action": "disable"})
+    assert disabled.status_code == 302 and disabled.location == "/admin/clients"
     assert _client(app, client_id).disabled
+    # The status message comes from the server, once (post/redirect/get).
+    assert "Connexion disabled." in b.get("/admin/clients").text
+    assert "Connexion disabled." not in b.get("/admin/clients").text
     assert _token(b.http, client_id, new).status_code == 401
     b.post(f"/admin/clients/{client_id}/action", {"action": "enable"})
     assert not _client(app, client_id).disabled

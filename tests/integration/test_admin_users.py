@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import types
 from datetime import timedelta
@@ -63,7 +64,7 @@ def _sessions(app, uid: int) -> int:
     from idp.services import services
 
     with app.app_context():
-        return services().sessions.count_for(uid)
+        return len(services().sessions.sessions_of(uid))
 
 
 def _refresh_revoked(app) -> bool:
@@ -103,11 +104,14 @@ def test_lock_and_unlock(app, people, uma):
     resp = act(b, uma["id"], "lock", hours="24")
     assert resp.status_code == 302
     user = _user(app, uma["id"])
-    assert user.locked_until > utcnow() + timedelta(hours=23)
+    # The administrative lock, not the failed-attempt lock a password reset clears.
+    assert user.admin_locked_until > utcnow() + timedelta(hours=23)
+    assert user.locked_until is None
     assert _sessions(app, uma["id"]) == 0 and _refresh_revoked(app)
-    assert "locked until" in b.get(f"/admin/users/{uma['id']}").text
+    assert "Locked by the help desk: locked until" in b.get(f"/admin/users/{uma['id']}").text
     act(b, uma["id"], "unlock")
-    assert _user(app, uma["id"]).locked_until is None
+    user = _user(app, uma["id"])
+    assert user.admin_locked_until is None and user.locked_until is None
     actor = f"user:{people['helpdesk']}"
     assert [e.details["actor"] for e in audit_events(app, "user.locked")] == [actor]
     assert [e.details["actor"] for e in audit_events(app, "user.unlocked")] == [actor]
@@ -155,7 +159,7 @@ def test_revoke_sessions_and_refresh_tokens(app, people, uma):
     b = signed_in(app, people["helpdesk"])
     resp = act(b, uma["id"], "revoke")
     assert resp.status_code == 302
-    assert "Ended+2+session" in resp.headers["Location"]
+    assert "Ended 2 session(s)" in b.get(resp.headers["Location"]).text
     assert _sessions(app, uma["id"]) == 0 and _refresh_revoked(app)
     (event,) = audit_events(app, "user.sessions_revoked")
     assert event.details == {"actor": f"user:{people['helpdesk']}", "sessions": 2,
@@ -174,7 +178,8 @@ def test_resend_verification_calls_the_account_sender(app, people, monkeypatch):
         db.session.commit()
     b = signed_in(app, people["helpdesk"])
     resp = act(b, people["user"], "resend_verification")
-    assert resp.status_code == 302 and "Verification+email+sent" in resp.headers["Location"]
+    assert resp.status_code == 302
+    assert "Verification email sent." in b.get(resp.headers["Location"]).text
     assert calls == ["user@example.com"]
     (event,) = audit_events(app, "user.verification_resent")
     assert event.outcome == "success" and event.details["actor"] == f"user:{people['helpdesk']}"
@@ -206,13 +211,182 @@ def test_roles_only_by_admins_and_never_ones_own(app, people):
     assert act(admin, people["user"], "role", role="helpdesk").status_code == 302
     assert _user(app, people["user"]).role == "helpdesk"
     own = act(admin, people["admin"], "role", role="user")
-    assert own.status_code == 400 and _user(app, people["admin"]).role == "admin"
+    assert own.status_code == 403 and _user(app, people["admin"]).role == "admin"
+    assert "your account page" in own.text
     assert act(admin, people["user"], "role", role="root").status_code == 400
     (event,) = audit_events(app, "user.role_changed")
     assert event.details == {"actor": f"user:{people['admin']}", "role": "helpdesk",
                              "previous": "user"}  # fmt: skip
+    refused = audit_events(app, "admin.action_refused")
+    assert [(e.details["actor"], e.details["reason"]) for e in refused] == [
+        (f"user:{people['helpdesk']}", "admin_only"),
+        (f"user:{people['admin']}", "self"),
+    ]
 
 
 def test_unknown_action_is_refused(app, people):
     b = signed_in(app, people["helpdesk"])
     assert act(b, people["user"], "explode").status_code == 400
+
+
+# -- status messages come from the server only -------------------------------------------------
+
+
+def _status(html: str) -> list[str]:
+    return [" ".join(m.split()) for m in re.findall(r'role="status"[^>]*>(.*?)</', html, re.S)]
+
+
+@pytest.mark.parametrize("text", ["Your account is compromised, call +1 555 0100",
+                                  "<b>Urgent</b>", "Sign-in locked; sessions ended."])  # fmt: skip
+def test_text_in_the_query_string_is_never_a_status_message(app, people, text):
+    b = signed_in(app, people["helpdesk"])
+    page = b.get(f"/admin/users/{people['user']}", query_string={"m": text})
+    assert page.status_code == 200
+    assert _status(page.text) == []
+    assert "compromised" not in page.text and "Urgent" not in page.text
+    assert "sessions ended" not in page.text
+
+
+def test_the_message_of_an_action_shows_once_after_the_redirect(app, people, uma):
+    b = signed_in(app, people["helpdesk"])
+    resp = act(b, uma["id"], "revoke")
+    assert resp.status_code == 302
+    assert resp.headers["Location"] == f"/admin/users/{uma['id']}"  # nothing in the URL
+    # Another browser of the same agent does not get it: it is bound to this browser.
+    other = signed_in(app, people["helpdesk"])
+    other.http.set_cookie("idp_browser", "another-admin-browser-0123456789")
+    assert _status(other.get(resp.headers["Location"]).text) == []
+    first = b.get(resp.headers["Location"])
+    assert _status(first.text) == ["Ended 2 session(s) and 1 refresh-token grant(s)."]
+    assert _status(b.get(resp.headers["Location"]).text) == []  # read once: not on reload
+
+
+def test_flash_messages_live_in_the_store_under_a_hash_of_the_browser_id(app, people, uma):
+    from idp.flash import FLASH_TTL
+    from idp.security.crypto import hash_token
+    from idp.services import services
+    from tests.integration.test_admin_access import BROWSER_ID
+
+    b = signed_in(app, people["helpdesk"])
+    act(b, uma["id"], "revoke")
+    with app.app_context():
+        store = services().store
+        key = f"flash:{hash_token(BROWSER_ID)}"
+        assert store.get(key) is not None
+        assert 0 < store.ttl(key) <= FLASH_TTL
+        assert store.get(f"flash:{BROWSER_ID}") is None
+    b.get(f"/admin/users/{uma['id']}")
+    with app.app_context():
+        assert services().store.get(key) is None
+
+
+def test_a_refused_form_shows_its_error_without_a_redirect(app, people, uma):
+    b = signed_in(app, people["helpdesk"])
+    resp = act(b, uma["id"], "reset_mfa", reason="x")
+    assert resp.status_code == 400 and 'role="alert"' in resp.text and "Say why" in resp.text
+    assert _status(b.get(f"/admin/users/{uma['id']}").text) == []
+
+
+# -- the two locks ------------------------------------------------------------------------------
+
+
+def test_the_page_shows_the_two_locks_apart(app, people):
+    uid = people["user"]
+    b = signed_in(app, people["helpdesk"])
+    page = b.get(f"/admin/users/{uid}").text
+    assert "Failed sign-in attempts: not locked" in page
+    assert "Locked by the help desk: not locked" in page
+    with app.app_context():
+        db.session.get(User, uid).locked_until = utcnow() + timedelta(minutes=15)
+        db.session.commit()
+    page = b.get(f"/admin/users/{uid}").text
+    assert "Failed sign-in attempts: locked until" in page
+    assert "Locked by the help desk: not locked" in page
+    act(b, uid, "lock", hours="168")
+    page = b.get(f"/admin/users/{uid}").text
+    until = _user(app, uid).admin_locked_until.strftime("%b %-d, %Y %H:%M UTC")
+    assert f"Locked by the help desk: locked until {until}" in page
+    assert "Failed sign-in attempts: locked until" in page
+
+
+def test_a_password_reset_does_not_lift_the_help_desk_lock(app, people, uma):
+    """Lock from the help-desk page, then the whole self-service reset: /forgot, the
+    emailed link, the second factor, a new password. Sign-in stays refused until the
+    help desk unlocks."""
+    from tests.integration.account_helpers import STRONG, form_fields, link_in, post, signin
+    from tests.integration.account_helpers import outbox as mails
+    from tests.integration.mfa_helpers import totp_code
+
+    desk = signed_in(app, people["helpdesk"])
+    assert act(desk, uma["id"], "lock", hours="24").status_code == 302
+
+    browser = app.test_client()
+    asked = post(browser, "/forgot", {"email": "user@example.com"})
+    assert asked.status_code == 303
+    asked.close()  # the email may leave once the response is sent, as a server closes it
+    (mail,) = mails(app, "account.password_reset")
+    link = link_in(mail, "/reset/")
+    challenge = browser.get(link)
+    assert "Verify it's you" in challenge.text and 'name="password"' not in challenge.text
+    passed = post(browser, link, {"kind": "totp", "code": totp_code(uma["secret"])},
+                  names=("code",))  # fmt: skip
+    assert passed.status_code == 303
+    form = browser.get(link)
+    fields = form_fields(form, "csrf_token", "password")
+    fields.update(password=STRONG, password_confirm=STRONG)
+    done = browser.post(link, data=fields)
+    assert done.status_code == 200 and "Your new password is saved" in done.text
+
+    refused = signin(app.test_client(), "user@example.com", STRONG)
+    assert refused.status_code != 302, "the reset lifted the help desk's lock"
+    assert audit_events(app, "login.failure")[-1].details["reason"] == "admin_locked"
+    assert _user(app, uma["id"]).admin_locked_until > utcnow()
+
+    assert act(desk, uma["id"], "unlock").status_code == 302
+    assert signin(app.test_client(), "user@example.com", STRONG).status_code == 302
+
+
+# -- what the page offers --------------------------------------------------------------------------
+
+ALL_SHOWN = {"unlock", "disable", "revoke", "resend_verification", "lock", "reset_mfa"}
+
+
+@pytest.mark.parametrize("viewer,target,shown,reason_fields", [
+    ("helpdesk", "user", ALL_SHOWN, False),
+    ("helpdesk", "helpdesk2", set(), False),
+    ("helpdesk", "admin", set(), False),
+    ("helpdesk", "helpdesk", set(), False),  # their own account
+    ("admin", "user", ALL_SHOWN | {"role"}, False),
+    ("admin", "helpdesk", ALL_SHOWN | {"role"}, False),
+    ("admin", "admin2", ALL_SHOWN | {"role"}, True),
+    ("admin", "admin", set(), False),  # their own account
+])  # fmt: skip
+def test_the_page_offers_only_the_actions_the_viewer_may_take(
+    app, people, make_user, viewer, target, shown, reason_fields
+):
+    if target == "helpdesk2":
+        uid = make_user("desk2@example.com", name="Hedy Desk", role="helpdesk")[0]
+    elif target == "admin2":
+        uid = make_user("root2@example.com", name="Alan Admin", role="admin")[0]
+    else:
+        uid = people[target]
+    with app.app_context():
+        u = db.session.get(User, uid)
+        u.email_verified = False
+        u.admin_locked_until = utcnow() + timedelta(hours=1)
+        db.session.commit()
+    page = signed_in(app, people[viewer]).get(f"/admin/users/{uid}")
+    assert page.status_code == 200
+    offered = set(re.findall(r'name="action" value="([a-z_]+)"', page.text))
+    assert offered == shown
+    reasons = re.findall(r'<input[^>]*name="reason"[^>]*>', page.text)
+    if reason_fields:  # every form asks why (an administrator's account)
+        assert len(reasons) == page.text.count('<form method="post"')
+        assert all("required" in r for r in reasons)
+        assert "administrator" in page.text and "audit" in page.text
+    elif "reset_mfa" in shown:
+        assert len(reasons) == 1  # only the reset asks (its reason is emailed)
+    else:
+        assert reasons == []
+    if not shown:
+        assert 'id="no-actions"' in page.text
