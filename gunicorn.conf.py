@@ -38,6 +38,11 @@ forwarded_allow_ips = os.environ.get("IDP_FORWARDED_ALLOW_IPS", "127.0.0.1")
 preload_app = False
 accesslog = os.environ.get("IDP_ACCESS_LOG", "-")
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
+# Emailed links carry their single-use secret in the path (/reset/<token>, ...): this
+# logger writes "[redacted]" in its place in access and error lines, whatever the format
+# above prints (docs/OPERATIONS.md, "Secrets in URLs"). It replaces gunicorn's statsd
+# logger: with statsd_host set, subclass gunicorn.instrument.statsd.Statsd the same way.
+logger_class = "idp.ops.logs.GunicornLogger"
 
 # Prometheus: with several workers each writes its samples to a shared folder.
 if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:

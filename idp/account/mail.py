@@ -4,6 +4,14 @@ user at all (a verification link to a new address, a notice to the old address, 
 
 Same templates, subjects and failure handling as :func:`idp.notify.notify`: a message
 that cannot be delivered is logged and audited, never raised to the page.
+
+:func:`send_after_response` sends after the response has gone out, for pages whose
+answer must not depend on whether an email was sent: with a synchronous SMTP relay, a
+page that emails known addresses only would answer them a relay round trip later than
+unknown ones, telling anyone with a stopwatch which addresses have accounts. The OWASP
+Forgot Password Cheat Sheet asks for exactly this: "ensure that responses return in a
+consistent amount of time ... by using asynchronous calls or by making sure that the
+same logic is followed" (see also OWASP WSTG-IDNT-04, account enumeration).
 """
 
 from __future__ import annotations
@@ -11,10 +19,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import render_template
+from flask import Response, current_app, g, render_template, request
 
 from .. import audit
 from ..delivery import DeliveryError, EmailMessage
+from ..extensions import db
 from ..models import User
 from ..notify import SUBJECTS
 from ..services import services
@@ -45,3 +54,47 @@ def send(to: str, event: str, *, user: User | None = None, **context: Any) -> bo
         )
         return False
     return True
+
+
+def send_after_response(
+    response: Response,
+    to: str | None,
+    event: str,
+    *,
+    user_id: int | None = None,
+    **context: Any,
+) -> Response:
+    """Send :func:`send`'s message to *to* once *response* has been sent; return it.
+
+    The message is rendered and sent from the response's close callback (Werkzeug
+    ``Response.call_on_close``: the WSGI server calls it after writing the body, PEP
+    3333), so nobody waits for the mail relay and the answer takes the same time
+    whether or not a message goes out. Call it for every outcome, with ``to=None``
+    where nothing is to be sent, so every caller takes the same path up to the
+    response. *user_id* is the recipient account (loaded again in the callback, as the
+    request's database session is gone by then); *context* goes to the template as
+    the caller computed it (the link included).
+
+    The callback runs in a request context rebuilt from this request (same client
+    address and request id, so the ``notify.failed`` audit event and log lines of a
+    failed delivery carry them). Nothing raised there reaches the server: the response
+    is already out, so failures are logged (and, for delivery, audited by
+    :func:`send`).
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    environ = dict(request.environ)
+    request_id = g.get("request_id")
+
+    def deliver() -> None:
+        if to is None:
+            return
+        with app.request_context(environ):
+            g.request_id = request_id
+            try:
+                user = db.session.get(User, user_id) if user_id is not None else None
+                send(to, event, user=user, **context)
+            except Exception:  # noqa: BLE001 - after the response: log, never raise
+                log.exception("account email %s could not be sent after the response", event)
+
+    response.call_on_close(deliver)
+    return response

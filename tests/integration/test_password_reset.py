@@ -4,6 +4,8 @@ one (never skippable), and what a reset ends: sessions, refresh tokens, the lock
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from datetime import timedelta
 
@@ -46,7 +48,13 @@ def ada(app, make_user):
 
 
 def forgot(client, email=EMAIL):
-    return post(client, "/forgot", {"email": email})
+    """POST /forgot and close the response, as a server does once it is sent: the
+    reset email goes out from the response's close callbacks (see
+    test_the_reset_email_is_sent_after_the_response)."""
+    resp = post(client, "/forgot", {"email": email})
+    resp.get_data()
+    resp.close()
+    return resp
 
 
 def reset_link(app, email=EMAIL) -> str:
@@ -122,6 +130,120 @@ def test_requests_per_address_are_limited(app, client, ada):
 def test_missing_csrf_token_is_refused(app, client, ada):
     assert client.post("/forgot", data={"email": EMAIL}).status_code == 400
     assert not outbox(app)
+
+
+# -- the email goes out after the response ---------------------------------------------------
+# With a synchronous SMTP relay, a known address would wait for the relay's round trip
+# and an unknown one would not: the answer time would tell which addresses have
+# accounts. The message is therefore sent after the response (for every address).
+
+
+class RecordingSender:
+    """An email sender that records what it sends; with *block* it holds each send
+    until the test calls :meth:`release` (a slow mail relay)."""
+
+    def __init__(self, *, block: bool = False, fail: bool = False):
+        self.calls: list = []
+        self.sent: list = []
+        self.entered = threading.Event()
+        self._go = threading.Event()
+        if not block:
+            self._go.set()
+        self.fail = fail
+
+    def release(self) -> None:
+        self._go.set()
+
+    def send(self, message) -> None:
+        from idp.delivery import DeliveryError
+
+        self.calls.append(message)
+        self.entered.set()
+        assert self._go.wait(20), "the test never released the sender"
+        if self.fail:
+            raise DeliveryError("relay said no", reason="refused")
+        self.sent.append(message)
+
+
+def test_the_reset_email_is_sent_after_the_response(app, client, ada, monkeypatch):
+    """The response is complete (status, headers, body) before the sender is called;
+    closing it, as the server does once it is sent, sends the message. Known and
+    unknown addresses take the same path up to the response."""
+    from idp.account import password
+
+    sender = RecordingSender()
+    monkeypatch.setattr(app.extensions["idp"], "email", sender)
+    scheduled = []
+    real = getattr(password, "send_after_response", None)
+
+    def spy(response, to, event, **kw):
+        scheduled.append((to, event))
+        return real(response, to, event, **kw)
+
+    monkeypatch.setattr(password, "send_after_response", spy, raising=False)
+    for email in (EMAIL, "nobody@example.com"):
+        before = len(sender.calls)
+        resp = post(client, "/forgot", {"email": email})
+        assert resp.status_code == 303 and resp.location == "/forgot/sent"
+        resp.get_data()
+        assert len(sender.calls) == before, "sent before the response was complete"
+        resp.close()
+    [message] = sender.sent
+    assert message.to == EMAIL and message.purpose == "account.password_reset"
+    assert "/reset/" in message.text and "Ada Lovelace" in message.text
+    assert scheduled == [(EMAIL, "password_reset"), (None, "password_reset")]
+    # The link in the message works.
+    assert client.get(link_in({"text": message.text}, "/reset/")).status_code == 200
+
+
+def test_a_slow_mail_relay_does_not_delay_the_answer(app, ada, monkeypatch):
+    """Over real HTTP: the 303 arrives while the mail relay still holds the message;
+    the message is delivered once the relay answers."""
+    import requests
+    from werkzeug.serving import make_server
+
+    sender = RecordingSender(block=True)
+    monkeypatch.setattr(app.extensions["idp"], "email", sender)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        http = requests.Session()
+        fields = form_fields(http.get(f"{base}/forgot", timeout=10), "csrf_token")
+        fields["email"] = EMAIL
+        resp = http.post(f"{base}/forgot", data=fields, allow_redirects=False, timeout=5)
+        assert resp.status_code == 303 and resp.headers["Location"] == "/forgot/sent"
+        assert sender.entered.wait(10), "the message was never handed to the relay"
+        assert sender.sent == []
+        sender.release()
+        deadline = time.monotonic() + 10
+        while not sender.sent and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        sender.release()
+        server.shutdown()
+        thread.join(10)
+    [message] = sender.sent
+    assert message.to == EMAIL and message.purpose == "account.password_reset"
+
+
+def test_a_failed_delivery_after_the_response_is_logged_and_audited(app, client, ada, monkeypatch,
+                                                                  caplog):  # fmt: skip
+    monkeypatch.setattr(app.extensions["idp"], "email", RecordingSender(fail=True))
+    with caplog.at_level(logging.ERROR, logger="idp.account"):
+        assert forgot(client).status_code == 303
+    assert "account email password_reset failed: relay said no" in caplog.text
+    [(outcome, user_id, details)] = events(app, "notify.failed")
+    assert (outcome, user_id, details) == ("failure", ada, {"kind": "password_reset"})
+    with app.app_context():
+        from idp.extensions import db
+        from idp.models import AuditEvent
+
+        row = db.session.execute(
+            db.select(AuditEvent).filter_by(event="notify.failed")
+        ).scalar_one()
+        assert row.ip == "127.0.0.1"  # the request's facts, although it has ended
 
 
 # -- resetting without a second factor ----------------------------------------------------------

@@ -4,6 +4,7 @@ with the companion app (clients.verify) talking to the same provider."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -469,3 +470,122 @@ def _csrf(page) -> str:
     import re
 
     return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+
+
+# -- concurrent long-polls ------------------------------------------------------------------
+
+
+def _poll(app, account, wait: float):
+    """One signed long-poll; returns the Flask test response (headers included)."""
+    token = _sign(account, "GET", "/push/v1/challenges", wait=wait)
+    return app.test_client().get(
+        "/push/v1/challenges",
+        base_url="http://localhost",
+        headers={"Authorization": f"Device {token}"},
+    )
+
+
+def _count_waits(monkeypatch) -> threading.Semaphore:
+    """Released each time a long-poll starts waiting for a challenge."""
+    from idp.mfa.push import PushService
+
+    started = threading.Semaphore(0)
+    original = PushService.wait_pending
+
+    def wait_pending(self, device, timeout):
+        started.release()
+        return original(self, device, timeout)
+
+    monkeypatch.setattr(PushService, "wait_pending", wait_pending)
+    return started
+
+
+def _in_thread(fn, *args) -> tuple[threading.Thread, dict]:
+    result: dict = {}
+
+    def run():
+        try:
+            result["value"] = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            result["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, result
+
+
+def _refusals(app) -> list:
+    from idp.extensions import db
+    from idp.models import AuditEvent
+
+    with app.app_context():
+        return list(
+            db.session.execute(
+                db.select(AuditEvent).filter_by(event="mfa.push_poll_refused")
+            ).scalars()
+        )
+
+
+def test_concurrent_long_polls_per_device_are_limited(app, enrolled, monkeypatch):
+    """One device holds at most ``[push] max_polls_per_device`` (2) worker threads: a
+    third long-poll is answered at once with 429 while the two keep waiting, the
+    refusal is audited once (not once per attempt), and when one poll ends a new
+    one is accepted again."""
+    account = enrolled.account
+    started = _count_waits(monkeypatch)
+    short, short_result = _in_thread(lambda: _poll(app, account, 3))
+    long, long_result = _in_thread(lambda: _poll(app, account, 8))
+    for _ in range(2):
+        assert started.acquire(timeout=15), (short_result, long_result)
+
+    for _attempt in range(2):
+        t0 = time.monotonic()
+        resp = _poll(app, account, 5)
+        assert time.monotonic() - t0 < 2.5
+        assert resp.status_code == 429, resp.get_json()
+        assert resp.get_json()["error"] == "slow_down"
+        assert int(resp.headers["Retry-After"]) > 0
+        assert resp.headers["Cache-Control"] == "no-store"
+    assert short.is_alive() and long.is_alive()
+    [refused] = _refusals(app)
+    assert refused.outcome == "failure" and refused.details["limit"] == 2
+
+    short.join(15)
+    assert short_result["value"].status_code == 200, short_result
+    resp = _poll(app, account, 1)
+    assert resp.status_code == 200 and resp.get_json() == {"challenges": []}
+    assert long.is_alive()  # the accepted poll made a slot of its own, not the long one's
+    long.join(15)
+    assert long_result["value"].status_code == 200, long_result
+
+
+def test_a_slot_left_by_a_crashed_worker_expires(app, enrolled, monkeypatch):
+    """A worker that dies mid-poll never frees its slot; the slot stops counting once
+    its poll could no longer be running, so the device is not locked out."""
+    from idp.mfa import push_api
+    from idp.services import services
+
+    with app.app_context():
+        store = services().store
+    monkeypatch.setattr(type(store), "remove_from_set", lambda self, key, member: None)
+    for _ in range(2):  # two polls whose workers "crash" before cleaning up
+        assert _poll(app, enrolled.account, 1).status_code == 200
+    assert _poll(app, enrolled.account, 1).status_code == 429
+    real = time.time
+    monkeypatch.setattr(push_api, "_clock", lambda: real() + 30)  # past 1 s + the grace
+    assert _poll(app, enrolled.account, 1).status_code == 200
+
+
+def test_long_polls_fail_closed_when_the_store_is_down(app, enrolled, monkeypatch):
+    from idp.services import services
+    from idp.store import StoreUnavailable
+
+    with app.app_context():
+        store = services().store
+
+    def down(*_args, **_kwargs):
+        raise StoreUnavailable("connection refused")
+
+    monkeypatch.setattr(type(store), "add_to_set", down)
+    resp = _poll(app, enrolled.account, 5)
+    assert resp.status_code == 503 and resp.get_json()["error"] == "temporarily_unavailable"
