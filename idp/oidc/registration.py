@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -34,8 +33,9 @@ from ..auth.assurance import ACR_LEVELS
 from ..extensions import db
 from ..models import OAuthClient, RegistrationToken
 from ..models.base import utcnow
-from ..security.crypto import hash_token
+from ..security.crypto import equal, hash_token
 from ..services import services
+from ..web import JSONRefused, JSONTooDeep, request_json
 from .clients import (
     ClientValidationError,
     check_redirect_uri,
@@ -95,7 +95,14 @@ def _token_hashes(token: str) -> list[str]:
 
 
 def _body() -> dict[str, Any]:
-    data = request.get_json(silent=True) if request.is_json else None
+    """The client metadata: a JSON object (RFC 7591 3.1), read with the request edge's
+    JSON rule (:func:`idp.web.request_json`: RFC 8259, at most MAX_JSON_DEPTH levels)."""
+    try:
+        data = request_json()
+    except JSONTooDeep as exc:
+        raise RegistrationError("invalid_request", str(exc)) from None
+    except JSONRefused:
+        data = None
     if not isinstance(data, dict):
         raise RegistrationError(
             "invalid_client_metadata", "Send the client metadata as a JSON object."
@@ -259,7 +266,7 @@ def _managed(client_id: str) -> OAuthClient:
         db.select(OAuthClient).filter_by(client_id=client_id[:64])
     ).scalar_one_or_none()
     expected = client.registration_access_token_hash if client is not None else None
-    if not expected or not hmac.compare_digest(hash_token(token), expected):
+    if not expected or not equal(hash_token(token), expected):
         raise RegistrationError("invalid_token", "The registration access token is not valid.", 401)
     return client
 

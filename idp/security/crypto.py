@@ -27,11 +27,25 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def equal(a: str | bytes, b: str | bytes) -> bool:
+    """Constant-time equality of two secrets or digests, text or bytes.
+
+    The one place the provider compares secrets: ``hmac.compare_digest`` refuses ``str``
+    arguments with non-ASCII characters (a ``TypeError``, a 500 for whoever sends one),
+    so text is compared as its UTF-8 bytes.
+    """
+    if isinstance(a, str):
+        a = a.encode("utf-8", "surrogatepass")
+    if isinstance(b, str):
+        b = b.encode("utf-8", "surrogatepass")
+    return hmac.compare_digest(a, b)
+
+
 def token_matches(token: str, expected_hash: str | None) -> bool:
     """Constant-time comparison of a presented token against its stored hash."""
     if not expected_hash:
         return False
-    return hmac.compare_digest(hash_token(token), expected_hash)
+    return equal(hash_token(token), expected_hash)
 
 
 class DecryptionError(Exception):

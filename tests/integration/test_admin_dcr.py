@@ -179,6 +179,56 @@ def test_a_body_that_is_not_a_json_object(app, client):
         assert resp.status_code == 400 and resp.json["error"] == "invalid_client_metadata"
 
 
+def nested_list(depth: int) -> list:
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+DEEP_BODIES = ["[" * 30_000, "[" * 3000 + "]" * 3000, '{"a":' * 2000 + "1" + "}" * 2000,
+               json.dumps({**GOOD, "jwks": {"keys": nested_list(60)}})]  # fmt: skip
+
+
+@pytest.mark.parametrize("body", DEEP_BODIES, ids=["open", "closed", "objects", "in-jwks"])
+def test_a_deeply_nested_body_is_invalid_request(app, client, body):
+    """JSON nested beyond the limit (32 levels; Python's json raises RecursionError past
+    about 1000) is a 400 invalid_request in JSON, before and after the initial access
+    token is checked, and does not use the token up."""
+    tok = token(app)
+    for headers in ({"Authorization": f"Bearer {tok}"}, {}):
+        resp = client.post(REGISTER, data=body, content_type="application/json",
+                           headers=headers)  # fmt: skip
+        assert resp.status_code == 400, resp.get_data(as_text=True)[:300]
+        assert resp.json["error"] == "invalid_request"
+        assert "nested" in resp.json["error_description"]
+    assert clients(app) == []
+    assert register(client, tok).status_code == 201
+
+
+def test_a_deeply_nested_update_is_invalid_request(app, client):
+    reg = register(client, token(app)).json
+    path = urlsplit(reg["registration_client_uri"]).path
+    auth = {"Authorization": f"Bearer {reg['registration_access_token']}"}
+    resp = client.put(path, data="[" * 30_000, content_type="application/json", headers=auth)
+    assert resp.status_code == 400 and resp.json["error"] == "invalid_request"
+    assert _manage(client, "GET", reg["registration_client_uri"],
+                   reg["registration_access_token"]).status_code == 200  # fmt: skip
+
+
+def test_non_finite_numbers_are_not_json(app, client):
+    """RFC 8259 6: NaN and Infinity are not JSON numbers; they would reach the stored
+    JWKS (and PostgreSQL's json type refuses them)."""
+    tok = token(app)
+    key = {"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+           "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0", "extra": float("nan")}  # fmt: skip
+    body = {**GOOD, "grant_types": ["authorization_code"],
+            "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [key]}}  # fmt: skip
+    resp = register(client, tok, body)
+    assert resp.status_code == 400 and resp.json["error"] == "invalid_client_metadata"
+    assert clients(app) == []
+
+
 def test_dynamic_clients_are_never_first_party(app, client):
     resp = register(client, token(app), {**GOOD, "first_party": True})
     assert resp.status_code == 201

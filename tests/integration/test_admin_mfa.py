@@ -20,13 +20,19 @@ from idp.models.base import utcnow
 from tests.conftest import make_settings
 from tests.integration.test_admin_access import audit_events, signed_in
 
-TODAY = dt.datetime.now(dt.UTC).date()
-DEADLINE = TODAY + timedelta(days=10)
+
+def today() -> dt.date:
+    """Resolved when a test runs, never at collection (a run may cross midnight)."""
+    return dt.datetime.now(dt.UTC).date()
+
+
+def deadline() -> dt.date:
+    return today() + timedelta(days=10)
 
 
 @pytest.fixture
 def settings(tmp_path, keys_dir):
-    return make_settings(tmp_path, keys_dir, mfa={"enforce_from": DEADLINE.isoformat()},
+    return make_settings(tmp_path, keys_dir, mfa={"enforce_from": deadline().isoformat()},
                          admin={"reminder_batch_size": 2})  # fmt: skip
 
 
@@ -85,11 +91,11 @@ def test_figures_for_a_seeded_population(admin, app):
     assert {t: n for t, n in data["by_type"].items() if n} == {"webauthn": 3, "totp": 3,
                                                                 "recovery": 2}  # fmt: skip
     assert set(data["by_type"]) >= set(app.extensions["idp.mfa"].registry)
-    assert data["enforce_from"] == DEADLINE.isoformat() and data["days_left"] == 10
+    assert data["enforce_from"] == deadline().isoformat() and data["days_left"] == 10
     assert data["reminders_due"] == 4
     expected = [(20, 1), (10, 3), (5, 4), (2, 5)]
     assert data["enrollments"] == [
-        {"date": (TODAY - timedelta(days=d)).isoformat(), "cumulative": n} for d, n in expected
+        {"date": (today() - timedelta(days=d)).isoformat(), "cumulative": n} for d, n in expected
     ]
 
 
@@ -99,11 +105,11 @@ def test_dashboard_page_and_svg_chart(admin):
     text = page.text
     assert 'id="fig-active">9<' in text and 'id="fig-one">5 (56%)<' in text
     assert 'id="fig-two">2<' in text and 'id="fig-without">4<' in text
-    assert f"{DEADLINE.isoformat()} (10 days left)" in text
+    assert f"{deadline().isoformat()} (10 days left)" in text
     assert "Authenticator app: 3 users" in text
     svg = text[text.index("<svg") : text.index("</svg>")]
     assert 'role="img"' in svg and "<title" in svg and "<desc" in svg
-    assert f"enforcement {DEADLINE.isoformat()}" in svg
+    assert f"enforcement {deadline().isoformat()}" in svg
     assert "5 of 9 active users have a second sign-in step" in svg
     assert "<polyline" in svg and "<script" not in text and "style=" not in svg
     assert "http" not in svg.replace('xmlns="http://www.w3.org/2000/svg"', "")  # no CDN
@@ -154,7 +160,7 @@ def test_reminders_go_out_in_batches_with_progress(admin, app, population):
     assert "Send next batch" not in second.text
     assert _reminders(app) == WITHOUT
     text = [m for m in _mail(app) if m["to"] == "u0@example.com"][0]["text"]
-    assert f"From {DEADLINE.isoformat()} (10 days from now)" in text
+    assert f"From {deadline().isoformat()} (10 days from now)" in text
     assert "http://localhost/account/security" in text
     sent = audit_events(app, "mfa.reminder_sent")
     assert [e.user_id for e in sent] == [population[e] for e in WITHOUT]

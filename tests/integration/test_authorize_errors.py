@@ -278,6 +278,44 @@ def test_malformed_claims(app, rp, claims):
     assert_error_redirect(app, rp, resp, "invalid_request")
 
 
+DEEP_CLAIMS = ["[" * 1500, "[" * 1000 + "]" * 1000, '{"id_token":' * 40 + "{}" + "}" * 40]
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("claims", DEEP_CLAIMS, ids=["open-arrays", "closed-arrays", "objects"])
+def test_deeply_nested_claims_shows_page(app, rp, claims, method):
+    """A claims parameter nested beyond the limit (32 levels; Python's json raises
+    RecursionError past about 1000) is refused with the error page before anything
+    else, never a server error and never a redirect."""
+    resp = rp.start(claims=claims, _method=method)
+    assert resp.status == 400, resp.text[:300]
+    assert resp.content_type == "text/html"
+    assert "Location" not in resp.headers
+    assert "nested" in resp.text
+    assert count_codes(app) == 0
+
+
+@pytest.mark.parametrize("claims", DEEP_CLAIMS, ids=["open-arrays", "closed-arrays", "objects"])
+def test_check_acr_refuses_deep_claims_itself(claims):
+    """OIDC Core 5.5: the claims check parses with the same depth limit, also for a
+    request resumed from its stored transaction (which skips the request edge)."""
+    from idp.oidc.authorize import AuthorizationError, Pending, check_acr
+
+    pending = Pending(oauth=None, grant=None, client=None, redirect_uri=RP_CB,
+                      params={"claims": claims, "state": "s"}, txn=None)  # fmt: skip
+    with pytest.raises(AuthorizationError) as exc_info:
+        check_acr(pending)
+    assert exc_info.value.error == "invalid_request"
+    assert exc_info.value.redirect_uri == RP_CB
+
+
+def test_claims_within_the_depth_limit_are_accepted(app, rp):
+    claims = {"id_token": {"acr": {"essential": False, "values": [ACR_AAL1]}},
+              "userinfo": {"email": {"essential": True}}}  # fmt: skip
+    result = rp.sign_in("ada@example.com", PASSWORD, claims=claims)
+    assert id_token_claims(rp, result)["acr"] == ACR_AAL1
+
+
 def test_unsupported_response_type_keeps_registered_query(app, client, make_client, make_user):
     """RFC 9207: iss is added even when the registered redirect_uri already has a query
     whose parameter name ends in "iss"."""

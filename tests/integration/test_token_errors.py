@@ -514,6 +514,21 @@ def test_nul_in_the_basic_credentials_is_an_unknown_client(app, client):
     assert_json_error(resp, 401, "invalid_client")
 
 
+@pytest.mark.parametrize("endpoint", ["/token", "/introspect", "/revoke"])
+@pytest.mark.parametrize("credentials", [b"\xff\x00:\xfe", b"\xc0\x80:x", b"rp:\xed\xa0\x80"])
+def test_basic_credentials_that_are_not_utf8(app, client, rp, endpoint, credentials):
+    """RFC 6749 2.3.1: client_id:client_secret in UTF-8. Other bytes fail to
+    authenticate the client (invalid_client, 401 for HTTP Basic, 5.2); Authlib raised
+    UnicodeDecodeError (a 500, found by the endpoint fuzzer)."""
+    import base64
+
+    data = {"grant_type": "client_credentials", "token": "t"}
+    header = "Basic " + base64.b64encode(credentials).decode()
+    resp = client.post(endpoint, data=data, headers={"Authorization": header})
+    assert resp.status_code == 401, resp.get_data(as_text=True)[:300]
+    assert resp.get_json()["error"] == "invalid_client"
+
+
 def test_get_is_not_allowed(app, client):
     resp = client.get("/token?grant_type=client_credentials")
     assert resp.status_code == 405
@@ -673,3 +688,225 @@ def test_private_key_jwt_client_cannot_use_a_secret(app, client, jwt_rp):
         auth=(jwt_rp.client_id, "anything"),
     )
     assert_json_error(resp, 401, "invalid_client")
+
+
+# -- private_key_jwt: lifetime, age and replay window (RFC 7523 3, OIDC Core 9) ----------
+
+
+def _signed_assertion(key: dict, client_id: str, **claims) -> str:
+    """A client assertion for *client_id* signed with *key*; a claim set to None is left
+    out, any other keyword replaces the default claim."""
+    import time
+    import uuid
+
+    from jwcrypto import jwt as jwc_jwt
+
+    now = int(time.time())
+    body = {"iss": client_id, "sub": client_id, "aud": f"{ISS}/token",
+            "jti": uuid.uuid4().hex, "iat": now, "exp": now + 60}  # fmt: skip
+    body.update(claims)
+    body = {k: v for k, v in body.items() if v is not None}
+    token = jwc_jwt.JWT(header={"alg": "ES256", "kid": key["kid"]}, claims=body)
+    token.make_signed_token(jwk.JWK(**key))
+    return token.serialize()
+
+
+def _now() -> int:
+    import time
+
+    return int(time.time())
+
+
+def assert_assertion_refused(app, resp) -> None:
+    """Refused like every other failed client authentication: 400 invalid_client in
+    JSON (no Authorization header was sent), no token, and audited."""
+    body = assert_json_error(resp, 400, "invalid_client")
+    assert "access_token" not in body
+    assert refused(app, "invalid_client")
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        pytest.param({"exp": 10 * 365 * 86400}, id="exp-in-ten-years"),
+        pytest.param({"exp": 86400}, id="exp-tomorrow"),
+        pytest.param({"exp": 400}, id="exp-beyond-five-minutes"),
+    ],
+)
+def test_private_key_jwt_far_future_exp_is_refused(app, client, jwt_rp, client_key, claims):
+    """RFC 7523 3 (4): the server may refuse an exp unreasonably far in the future; here
+    more than 300 s ahead, so that a captured assertion cannot be replayed for years."""
+    exp = _now() + claims["exp"]
+    assertion = _signed_assertion(client_key, jwt_rp.client_id, exp=exp)
+    assert_assertion_refused(app, _assertion_post(client, jwt_rp, assertion))
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        pytest.param({"iat": None}, id="no-iat"),
+        pytest.param({"iat": 120}, id="iat-in-the-future"),
+        pytest.param({"iat": -600}, id="iat-older-than-five-minutes"),
+        pytest.param({"iat": "now"}, id="iat-not-a-number"),
+        pytest.param({"iat": True}, id="iat-boolean"),
+        pytest.param({"exp": "soon"}, id="exp-not-a-number"),
+    ],
+)
+def test_private_key_jwt_bad_iat_is_refused(app, client, jwt_rp, client_key, claims):
+    """RFC 7523 3 (6) and OIDC Core 9: iat is required here so the age of an assertion
+    is known; one issued in the future (beyond 30 s of clock skew) or more than five
+    minutes ago is refused."""
+    now = _now()
+    fixed = {k: (now + v if isinstance(v, int) and not isinstance(v, bool) else v)
+             for k, v in claims.items()}  # fmt: skip
+    assertion = _signed_assertion(client_key, jwt_rp.client_id, **fixed)
+    assert_assertion_refused(app, _assertion_post(client, jwt_rp, assertion))
+
+
+@pytest.mark.parametrize(
+    ("iat", "exp"),
+    [(0, 300), (10, 120), (-290, 60)],
+    ids=["exp-at-five-minutes", "iat-within-clock-skew", "iat-almost-five-minutes-old"],
+)
+def test_private_key_jwt_within_the_limits_is_accepted(app, client, jwt_rp, client_key, iat, exp):
+    now = _now()
+    assertion = _signed_assertion(client_key, jwt_rp.client_id, iat=now + iat, exp=now + exp)
+    resp = _assertion_post(client, jwt_rp, assertion)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert resp.get_json()["access_token"]
+
+
+def test_private_key_jwt_jti_is_kept_until_exp(app, client, jwt_rp, client_key, monkeypatch):
+    """RFC 7523 3 (7): the jti is remembered (per client) for as long as the assertion
+    could be accepted, so the replay is refused until then."""
+    from idp.services import services
+
+    with app.app_context():
+        store = services().store
+    kept: list[tuple[str, int]] = []
+    original = store.set_if_absent
+
+    def spy(key: str, value: bytes, ttl: int) -> bool:
+        if key.startswith("client_assertion:"):
+            kept.append((key, ttl))
+        return original(key, value, ttl)
+
+    monkeypatch.setattr(store, "set_if_absent", spy)
+    exp = _now() + 280
+    assertion = _signed_assertion(client_key, jwt_rp.client_id, exp=exp)
+    assert _assertion_post(client, jwt_rp, assertion).status_code == 200
+    ((key, ttl),) = kept
+    assert exp - _now() <= ttl <= exp - _now() + 60
+    assert store.get(key) is not None
+    assert_assertion_refused(app, _assertion_post(client, jwt_rp, assertion))
+
+
+def test_private_key_jwt_jti_is_per_client(app, client, make_client, jwt_rp, client_key):
+    """The same jti from two clients is two different assertions."""
+    public = {k: v for k, v in client_key.items() if k != "d"}
+    other_id, _ = make_client(name="Other JWT RP", auth_method="private_key_jwt",
+                              jwks={"keys": [public]}, grant_types=GRANTS)  # fmt: skip
+    other = new_rp(client, other_id, None, auth_method="private_key_jwt",
+                   private_key_jwk=client_key)  # fmt: skip
+    first = _signed_assertion(client_key, jwt_rp.client_id, jti="shared-jti")
+    second = _signed_assertion(client_key, other_id, jti="shared-jti")
+    assert _assertion_post(client, jwt_rp, first).status_code == 200
+    assert _assertion_post(client, other, second).status_code == 200
+
+
+def test_assertion_naming_a_client_without_keys(app, client, rp, client_key):
+    """A client assertion whose iss/sub is a client that registered no JWKS (here a
+    client_secret_basic client) is invalid_client, not a server error."""
+    assertion = _signed_assertion(client_key, rp.client_id)
+    resp = post_token(
+        client,
+        {"grant_type": "client_credentials", "client_id": rp.client_id,
+         "client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion},
+    )  # fmt: skip
+    assert_assertion_refused(app, resp)
+
+
+@pytest.mark.parametrize("part", ["header", "payload"])
+def test_deeply_nested_assertion_is_invalid_client(app, client, jwt_rp, part):
+    """JSON nested deeper than the parser's recursion limit inside the assertion's
+    header or payload is refused like any malformed assertion."""
+    import base64
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    deep = b64(b"[" * 1200)
+    fine = b64(json.dumps({"alg": "ES256"}).encode())
+    assertion = f"{deep}.{fine}.AAAA" if part == "header" else f"{fine}.{deep}.AAAA"
+    assert_assertion_refused(app, _assertion_post(client, jwt_rp, assertion))
+
+
+@pytest.mark.parametrize(
+    "header",
+    [{"alg": "ＥＳ２５６"}, {"alg": "ES256\n"}, {"alg": "ES256", "kid": "ｋｅｙ"},
+     {"alg": "ES256", "crit": ["e\u0301"]}, {"alg": 'ES"256\\'}],
+    ids=["fullwidth-alg", "newline-alg", "fullwidth-kid", "combining-crit", "quote-backslash"],
+)  # fmt: skip
+def test_assertion_header_echoed_in_the_error_is_invalid_client(app, client, jwt_rp, header):
+    """The JOSE library quotes header values in its messages; RFC 6749 5.2 allows only
+    printable ASCII without '"' and '\\' in error_description (Authlib raised
+    ValueError: a 500, found by the endpoint fuzzer). Still invalid_client."""
+    import base64
+
+    def b64(data: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    now = _now()
+    claims = {"iss": jwt_rp.client_id, "sub": jwt_rp.client_id, "aud": f"{ISS}/token",
+              "jti": "j", "iat": now, "exp": now + 60}  # fmt: skip
+    resp = _assertion_post(client, jwt_rp, f"{b64(header)}.{b64(claims)}.AAAA")
+    assert_assertion_refused(app, resp)
+    description = resp.get_json()["error_description"]
+    assert all(" " <= c <= "~" and c not in '"\\' for c in description), description
+
+
+# -- JSON nested too deeply ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param("[" * 30_000, id="30000-open-arrays"),
+        pytest.param("[" * 3000 + "]" * 3000, id="3000-closed-arrays"),
+        pytest.param('{"a":' * 2000 + "1" + "}" * 2000, id="2000-nested-objects"),
+        pytest.param("[" * 33 + "]" * 33, id="33-levels"),
+    ],
+)
+def test_deeply_nested_json_body_is_invalid_request(app, client, rp, body):
+    """A JSON body nested beyond the limit (32 levels) is a 400 invalid_request, never a
+    500 (Python's json raises RecursionError past about 1000 levels)."""
+    from clients.mockrp.transport import basic_auth_header
+
+    resp = client.post(
+        "/token",
+        data=body,
+        content_type="application/json",
+        headers={"Authorization": basic_auth_header(rp.client_id, rp.client_secret)},
+    )
+    assert_json_error(resp, 400, "invalid_request")
+    assert "nested" in resp.get_json()["error_description"]
+
+
+def test_json_body_over_the_size_limit_is_refused(app, client):
+    """100,000 levels are also more than the 64 KiB a request may carry."""
+    resp = client.post("/token", data="[" * 100_000, content_type="application/json")
+    assert resp.status_code in (400, 413)
+    assert resp.get_json()["error"] == "invalid_request"
+
+
+def test_deeply_nested_form_parameter_is_invalid_request(app, client, rp):
+    """A form parameter that looks like JSON and is nested beyond the limit is refused
+    at the edge, whichever endpoint would parse it."""
+    from clients.mockrp.transport import basic_auth_header
+
+    resp = post_token(
+        client,
+        {"grant_type": "client_credentials", "scope": "[" * 1500},
+        headers={"Authorization": basic_auth_header(rp.client_id, rp.client_secret)},
+    )
+    assert_json_error(resp, 400, "invalid_request")
