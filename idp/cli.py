@@ -558,6 +558,7 @@ def _set_status(email: str, status: str) -> None:
     _db.session.commit()
     if status == "disabled":
         services().sessions.destroy_all(user.id)
+        _db.session.commit()  # the grants bound to those sessions end with them
     click.echo(f"{email}: {status}")
 
 
@@ -826,11 +827,14 @@ def run(host: str | None, port: int | None) -> None:
     from .app import create_app
     from .keys import KeyRingError
     from .ops import configure_logging
+    from .ops.logs import install_werkzeug_redaction
 
     try:
         settings = load_settings()
         configure_logging(settings.ops.log_format, settings.ops.log_level)
         app = create_app(settings)
+        # The development server logs every request line: no emailed link's token in it.
+        install_werkzeug_redaction(app.url_map)
     except ConfigError as exc:
         _fail(str(exc))
     except KeyRingError as exc:

@@ -139,12 +139,17 @@ class TokenSettings:
 
 @dataclasses.dataclass(frozen=True)
 class LoginSettings:
-    """``[login]``: throttling of failed sign-in attempts."""
+    """``[login]``: throttling of sign-in attempts, the lock, trusted browsers."""
 
     max_consecutive_failures: int = 10
     lockout_seconds: int = 900
-    per_ip_per_minute: int = 20
-    per_account_ip_per_minute: int = 5
+    # Every attempt from one IP address (a ceiling: an office behind one NAT signs in).
+    per_ip_per_minute: int = 300
+    # Failed attempts only: from one IP address, and for one account from one address.
+    failures_per_ip_per_minute: int = 30
+    failures_per_account_ip_per_minute: int = 5
+    # How long a browser stays trusted by an account after signing in (device cookie).
+    device_trust_days: int = 180
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,6 +296,8 @@ class PushSettings:
     send_window: int = 300
     clock_skew: int = 60
     long_poll: int = 20
+    # Long-polls one device may hold open at once (each holds a worker thread).
+    max_polls_per_device: int = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -745,6 +752,7 @@ def _check_mfa(c: _Checker) -> None:
     c.at_least("push", "send_window", 1)
     c.between("push", "clock_skew", 5, 300)
     c.between("push", "long_poll", 1, 55)
+    c.between("push", "max_polls_per_device", 1, 10)
     host = urllib.parse.urlsplit(s.issuer).hostname or ""
     rp_id = s.webauthn.rp_id
     if rp_id and not (host == rp_id or host.endswith("." + rp_id)):
@@ -879,7 +887,9 @@ def _check_fields(c: _Checker) -> None:
     )
     c.at_least("login", "lockout_seconds", 1)
     c.at_least("login", "per_ip_per_minute", 1)
-    c.at_least("login", "per_account_ip_per_minute", 1)
+    c.at_least("login", "failures_per_ip_per_minute", 1)
+    c.at_least("login", "failures_per_account_ip_per_minute", 1)
+    c.between("login", "device_trust_days", 1, 400, " days (browsers cap cookies at 400)")
 
     c.at_least("password", "time_cost", 1)
     c.at_least("password", "parallelism", 1)

@@ -23,6 +23,7 @@ SUBJECTS = {
     "factor_added": "A sign-in method was added to your account",
     "factor_removed": "A sign-in method was removed from your account",
     "mfa_locked": "Sign-in paused after failed verification attempts",
+    "login_locked": "Wrong passwords were typed for your account",
     "mfa_reset": "Your sign-in methods were reset by the help desk",
     "recovery_codes_new": "New recovery codes were created for your account",
     "recovery_code_used": "A recovery code was used to sign in",

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from .auth.devices import DeviceTrust
 from .auth.session import SessionManager
 from .auth.transaction import TransactionStore
 from .config import Settings
@@ -34,7 +35,9 @@ class Services:
     csrf: CSRFProtect
     secrets: SecretBox
     login_ip: RateLimiter
-    login_account_ip: RateLimiter
+    login_failures_ip: RateLimiter
+    login_failures_account_ip: RateLimiter
+    devices: DeviceTrust
     email: EmailSender
     sms: SmsSender
     voice: VoiceSender
@@ -57,7 +60,7 @@ def load_keyring(settings: Settings) -> KeyRing:
 
 def build_services(settings: Settings, store: Store, keys: KeyRing | None) -> Services:
     login = settings.login
-    return Services(
+    svc = Services(
         settings=settings,
         store=store,
         keyring=keys,
@@ -77,8 +80,18 @@ def build_services(settings: Settings, store: Store, keys: KeyRing | None) -> Se
             settings.security.encryption_keys, settings.security.active_encryption_key
         ),
         login_ip=RateLimiter(store, Limit("login.ip", login.per_ip_per_minute, 60)),
-        login_account_ip=RateLimiter(
-            store, Limit("login.account_ip", login.per_account_ip_per_minute, 60)
+        login_failures_ip=RateLimiter(
+            store, Limit("login.failures_ip", login.failures_per_ip_per_minute, 60)
+        ),
+        login_failures_account_ip=RateLimiter(
+            store, Limit("login.failures_account_ip", login.failures_per_account_ip_per_minute, 60)
+        ),
+        devices=DeviceTrust(
+            settings.secret_key,
+            store,
+            lifetime=login.device_trust_days * 86400,
+            failures=login.max_consecutive_failures,
+            window=login.lockout_seconds,
         ),
         email=build_email_sender(settings),
         sms=build_sms_sender(settings),
@@ -86,6 +99,15 @@ def build_services(settings: Settings, store: Store, keys: KeyRing | None) -> Se
         # Second-factor guesses per user per minute, on top of the consecutive-failure lock.
         mfa_attempts=RateLimiter(store, Limit("mfa.user", 10, 60)),
     )
+
+    def end_grants(user_id: int, sids: list[str]) -> None:
+        # A session ended on purpose takes its session-bound refresh tokens with it.
+        from .oidc.tokens import TokenService
+
+        TokenService(svc).revoke_session_grants(user_id, sids)
+
+    svc.sessions.on_end = end_grants
+    return svc
 
 
 def services() -> Services:

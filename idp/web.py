@@ -16,6 +16,14 @@ from .auth.session import BrowserSession
 from .extensions import db
 from .models import User
 from .security.csrf import CSRFError
+from .security.jsontext import (  # noqa: F401  (the JSON rule, re-exported for views)
+    MAX_JSON_DEPTH,
+    JSONRefused,
+    JSONTooDeep,
+    json_depth,
+    looks_like_json,
+    parse_json,
+)
 from .security.ratelimit import RateLimited
 from .services import services
 from .store import StoreUnavailable
@@ -36,10 +44,35 @@ def _secure_cookies() -> bool:
     return services().settings.issuer.startswith("https://")
 
 
+def cookie_name(base: str) -> str:
+    """The name a cookie of the provider has on this deployment: behind https it carries
+    the ``__Host-`` prefix (RFC 6265bis 4.1.3.2), so the browser keeps it only when it
+    was set by this very host, Secure, with ``Path=/`` and no ``Domain``: a sibling
+    subdomain or a plain-http page cannot plant or overwrite it."""
+    return f"__Host-{base}" if _secure_cookies() else base
+
+
+def browser_cookie() -> str | None:
+    """The value of this browser's ``idp_browser`` cookie, as sent."""
+    return request.cookies.get(cookie_name(BROWSER_COOKIE))
+
+
+def device_cookie() -> str | None:
+    """The value of this browser's device cookie (:mod:`idp.auth.devices`), as sent."""
+    from .auth.devices import COOKIE
+
+    return request.cookies.get(cookie_name(COOKIE))
+
+
+def set_device_cookie(value: str) -> None:
+    """Schedule the device cookie to be replaced (after a successful sign-in)."""
+    g.device_cookie = value
+
+
 def browser_id() -> str:
     """A random id for this browser, used to bind CSRF tokens and transactions."""
     if "browser_id" not in g:
-        value = request.cookies.get(BROWSER_COOKIE, "")
+        value = browser_cookie() or ""
         if not (20 <= len(value) <= 64) or not value.replace("-", "").replace("_", "").isalnum():
             value = secrets.token_urlsafe(24)
             g.set_browser_cookie = value
@@ -51,7 +84,9 @@ def current_session() -> BrowserSession | None:
     """The signed-in browser session, if any (loaded once per request)."""
     if "idp_session" not in g:
         svc = services()
-        g.idp_session = svc.sessions.load(request.cookies.get(svc.settings.session.cookie_name))
+        g.idp_session = svc.sessions.load(
+            request.cookies.get(cookie_name(svc.settings.session.cookie_name))
+        )
     return g.idp_session
 
 
@@ -82,7 +117,7 @@ def csrf_token() -> str:
 
 
 def validate_csrf() -> None:
-    services().csrf.validate(request.form.get("csrf_token"), request.cookies.get(BROWSER_COOKIE))
+    services().csrf.validate(request.form.get("csrf_token"), browser_cookie())
 
 
 def allow_form_action(uri: str) -> None:
@@ -91,6 +126,18 @@ def allow_form_action(uri: str) -> None:
     parts = urlsplit(uri)
     if parts.scheme in ("http", "https") and parts.netloc:
         g.setdefault("form_action", []).append(f"{parts.scheme}://{parts.netloc}")
+
+
+def too_many(exc: RateLimited) -> str:
+    """What a page says when a limit refused the request (with :func:`limited`)."""
+    return f"Too many attempts. Wait {exc.retry_after} seconds and try again."
+
+
+def limited(resp: Response, exc: RateLimited) -> Response:
+    """*resp* (a page that says :func:`too_many`) as a 429 with ``Retry-After``."""
+    resp.status_code = 429
+    resp.headers["Retry-After"] = str(exc.retry_after)
+    return resp
 
 
 def _wants_json() -> bool:
@@ -125,10 +172,13 @@ def error_page(status: int, title: str, message: str, **headers: str) -> Respons
 
 
 def _holds_nul(value: Any, depth: int = 0) -> bool:
+    """True when a string anywhere in parsed request JSON holds NUL. The JSON came
+    through :func:`parse_json`, so it is at most MAX_JSON_DEPTH deep; anything deeper
+    is refused rather than left unchecked."""
     if isinstance(value, str):
         return "\x00" in value
-    if depth > 20:
-        return False
+    if depth > MAX_JSON_DEPTH:
+        return True
     if isinstance(value, dict):
         return any(_holds_nul(k, depth + 1) or _holds_nul(v, depth + 1) for k, v in value.items())
     if isinstance(value, list):
@@ -165,10 +215,17 @@ def init_web(app: Flask) -> None:
                     "Send the parameters as application/x-www-form-urlencoded.",
                 )
             abort(415)
+        for arg in (request.view_args or {}).values():
+            if isinstance(arg, int) and not -MAX_DB_INTEGER - 1 <= arg <= MAX_DB_INTEGER:
+                # An id in the path that no database integer holds (SQLite would raise
+                # OverflowError): there is no such row.
+                abort(404)
         # The OAuth/OIDC endpoints refuse NUL up front; the pages' forms say which field
         # is wrong themselves (and _bad_data below is the net under both).
         protocol = _wants_json() or request.path.startswith(PROTOCOL_PAGES)
-        for key, value in request.values.items(multi=True):
+        for name, value in request.values.items(multi=True):
+            # A multipart part without a name= arrives with the name None.
+            key = name if isinstance(name, str) else ""
             if len(key) > 128 or len(value) > limit:
                 return error_page(
                     400,
@@ -180,7 +237,26 @@ def init_web(app: Flask) -> None:
                 return error_page(
                     400, "Invalid request", f"The parameter {key[:40]!r} contains a NUL character."
                 )
-        if protocol and request.is_json and _holds_nul(request.get_json(silent=True)):
+            if looks_like_json(value) and json_depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+                # Whatever reads this parameter as JSON (claims, a WebAuthn response, a
+                # JWKS) would recurse once per level: refused here, for every endpoint.
+                return error_page(
+                    400,
+                    "Invalid request",
+                    f"The parameter {key[:40]!r} is nested more than {MAX_JSON_DEPTH} levels "
+                    "deep. Go back to the page or application that sent you and try again.",
+                )
+        try:
+            body = request_json()
+        except JSONTooDeep:
+            return error_page(
+                400,
+                "Invalid request",
+                f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep.",
+            )
+        except JSONRefused:
+            body = None  # not JSON: the endpoint says what it expects
+        if protocol and _holds_nul(body):
             return error_page(400, "Invalid request", "The request body contains a NUL character.")
         return None
 
@@ -191,10 +267,27 @@ def init_web(app: Flask) -> None:
         value = g.get("set_browser_cookie")
         if value:
             resp.set_cookie(
-                BROWSER_COOKIE, value, httponly=True, secure=secure, samesite="Lax", path="/"
+                cookie_name(BROWSER_COOKIE),
+                value,
+                httponly=True,
+                secure=secure,
+                samesite="Lax",
+                path="/",
+            )
+        if g.get("device_cookie"):
+            from .auth.devices import COOKIE
+
+            resp.set_cookie(
+                cookie_name(COOKIE),
+                g.device_cookie,
+                max_age=svc.settings.login.device_trust_days * 86400,
+                httponly=True,
+                secure=secure,
+                samesite="Lax",
+                path="/",
             )
         if "session_cookie" in g:
-            name = svc.settings.session.cookie_name
+            name = cookie_name(svc.settings.session.cookie_name)
             if g.session_cookie:
                 resp.set_cookie(
                     name, g.session_cookie, httponly=True, secure=secure, samesite="Lax", path="/"
@@ -288,3 +381,25 @@ def init_web(app: Flask) -> None:
         log.exception("unhandled error")
         db.session.rollback()
         return error_page(500, "Something went wrong", "Something went wrong on our side.")
+
+
+# -- JSON in requests: one parsing rule with a depth limit ------------------------------
+
+#: The largest integer a database column can hold (SQL BIGINT, SQLite INTEGER).
+MAX_DB_INTEGER = 2**63 - 1
+
+
+def request_json() -> Any:
+    """The JSON body of this request (``None`` when it is not ``application/json``),
+    parsed once with :func:`parse_json`; raises :class:`JSONRefused` like it."""
+    if not request.is_json:
+        return None
+    if "request_json" not in g:
+        try:
+            g.request_json = (parse_json(request.get_data(cache=True)), None)
+        except JSONRefused as exc:
+            g.request_json = (None, exc)
+    value, error = g.request_json
+    if error is not None:
+        raise error
+    return value

@@ -56,7 +56,7 @@ def change() -> Response:
     if isinstance(gate, Response):
         return gate
     user, _session = gate
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return _page()
     validate_csrf()
     svc = services()
@@ -94,14 +94,65 @@ def _address_in_use(address: str, user_id: int) -> bool:
     return db.session.execute(query).first() is not None
 
 
-@bp.get("/account/email/confirm/<token>")
+def _confirm_page(token: str, link: links.LinkData, *, error: str | None = None,
+                  status: int = 200) -> Response:  # fmt: skip
+    from ..web import current_user
+
+    signed_in = current_user() is not None and current_user().id == link.user.id
+    return Response(
+        render_template("account/email_confirm.html", token=token,
+                        new_email=str(link.data.get("new_email") or ""), current=link.user.email,
+                        ask_password=not signed_in, error=error),
+        status=status,
+    )  # fmt: skip
+
+
+def _bad_link(exc: links.LinkError) -> Response:
+    audit.record_now("email.change_failed", outcome="failure", reason=type(exc).__name__)
+    return link_error(exc, again=url_for("email.change"), again_text="Change your email again")
+
+
+@bp.route("/account/email/confirm/<token>", methods=["GET", "POST"])
 def confirm(token: str) -> Response:
-    """The link from the new inbox: switch the address and tell the old one."""
+    """The link from the new inbox: a page first (a GET changes nothing, so a mail
+    scanner that follows links confirms nothing), then the change on a POST from it.
+
+    The POST must come from the account's owner: a browser signed in to the account, or
+    the account's password typed on the page (through the sign-in rules: limits, the
+    failure counter and the locks)."""
+    from ..auth.service import AccountDisabled, LoginFailed, authenticate_password
+    from ..web import current_user, device_cookie, limited, too_many
+
+    svc = services()
+    try:
+        link = links.peek("email_change", token)
+    except links.LinkError as exc:
+        return _bad_link(exc)
+    if request.method in ("GET", "HEAD"):
+        return _confirm_page(token, link)
+    validate_csrf()
+    viewer = current_user()
+    if viewer is None or viewer.id != link.user.id:
+        try:
+            authenticate_password(
+                svc,
+                link.user.email,
+                request.form.get("password") or "",
+                request.remote_addr or "",
+                device_cookie=device_cookie(),
+            )
+        except RateLimited as exc:
+            return limited(_confirm_page(token, link, error=too_many(exc)), exc)
+        except (LoginFailed, AccountDisabled):
+            audit.record_now("email.change_failed", outcome="failure", user_id=link.user.id,
+                             reason="bad_password")  # fmt: skip
+            return _confirm_page(token, link, status=400,
+                                 error="That password is not right. Type the password of the "
+                                 "account whose address you are changing.")  # fmt: skip
     try:
         link = links.consume("email_change", token)
     except links.LinkError as exc:
-        audit.record_now("email.change_failed", outcome="failure", reason=type(exc).__name__)
-        return link_error(exc, again=url_for("email.change"), again_text="Change your email again")
+        return _bad_link(exc)
     user = link.user
     new = str(link.data.get("new_email") or "")
     old = user.email

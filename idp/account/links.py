@@ -17,6 +17,12 @@ email address) lives in the store under the SHA-256 of the id, so:
   the email address for verification and email-change links) is refused as
   :class:`InvalidLink`: the fingerprint no longer matches.
 
+A New User Registration link belongs to the *registration attempt* that asked for it
+(:class:`~idp.models.RegistrationAttempt`: the address, the name and the password hash
+typed in that attempt), not to the address alone: two people registering the same
+address get two links, each confirming only its own attempt. Looking at a link (a GET,
+:func:`peek`) never uses it; only the confirmation posted from its page does.
+
 The store is Redis in production, so links work across instances; a store outage raises
 :class:`~idp.store.StoreUnavailable` (503), never a silent acceptance.
 """
@@ -37,8 +43,10 @@ from flask import has_request_context
 
 from .. import audit
 from ..extensions import db
-from ..models import User
-from ..security.crypto import hash_token
+from ..models import RegistrationAttempt, User
+from ..models.base import utcnow
+from ..security.crypto import equal, hash_token
+from ..security.text import ascii_int
 from ..services import services
 
 log = logging.getLogger("idp.account")
@@ -85,9 +93,10 @@ class UsedLink(LinkError):
 class LinkData:
     purpose: str
     link_id: str  # SHA-256 of the random id: names state tied to this link
-    user: User
+    user: User | None  # the account the link acts on (None for a registration attempt)
     expires_at: int
     data: dict[str, Any] = field(default_factory=dict)
+    attempt: RegistrationAttempt | None = None  # the registration the link confirms
 
 
 def _key(purpose: str) -> bytes:
@@ -106,18 +115,37 @@ def fingerprint(user: User, purpose: str) -> str:
     return hmac.new(_key(purpose), "\x1f".join(parts).encode(), hashlib.sha256).hexdigest()
 
 
+def attempt_fingerprint(attempt: RegistrationAttempt) -> str:
+    """A keyed digest of a registration attempt (its address and password hash)."""
+    parts = ["attempt", str(attempt.id), attempt.email, attempt.password_hash]
+    return hmac.new(_key("verify_email"), "\x1f".join(parts).encode(), hashlib.sha256).hexdigest()
+
+
 def _store_key(purpose: str, rid: str) -> str:
     return f"link:{purpose}:{hash_token(rid)}"
 
 
-def issue(purpose: str, user: User, ttl: int, *, now: int | None = None, **data: Any) -> str:
-    """A new single-use link token for *user*, valid *ttl* seconds from *now*."""
+def issue(
+    purpose: str,
+    subject: User | RegistrationAttempt,
+    ttl: int,
+    *,
+    now: int | None = None,
+    **data: Any,
+) -> str:
+    """A new single-use link token for *subject* (a user, or for ``verify_email`` a
+    registration attempt), valid *ttl* seconds from *now*."""
     if purpose not in FINGERPRINTS:
         raise ValueError(f"unknown link purpose {purpose!r}")
     now = int(time.time()) if now is None else now
     rid = secrets.token_urlsafe(18)
     expires = now + ttl
-    record = {"u": user.id, "fp": fingerprint(user, purpose), "d": data}
+    if isinstance(subject, RegistrationAttempt):
+        if purpose != "verify_email":
+            raise ValueError("only a verification link confirms a registration attempt")
+        record = {"a": subject.id, "fp": attempt_fingerprint(subject), "d": data}
+    else:
+        record = {"u": subject.id, "fp": fingerprint(subject, purpose), "d": data}
     services().store.set(
         _store_key(purpose, rid), json.dumps(record).encode(), max(1, ttl + _STORE_GRACE)
     )
@@ -128,10 +156,11 @@ def _parse(purpose: str, token: str) -> tuple[str, int]:
     if purpose not in FINGERPRINTS or not token or len(token) > _MAX_TOKEN:
         raise InvalidLink
     parts = token.split(".")
-    if len(parts) != 3 or not parts[0].isdigit() or len(parts[0]) > 12 or not parts[1]:
+    expires = ascii_int(parts[0], max_digits=12) if len(parts) == 3 else None
+    if expires is None or not parts[1]:
         raise InvalidLink
-    expires, rid, sig = int(parts[0]), parts[1], parts[2]
-    if not hmac.compare_digest(sig.encode(), _signature(purpose, expires, rid).encode()):
+    rid, sig = parts[1], parts[2]
+    if not equal(sig.encode(), _signature(purpose, expires, rid).encode()):
         raise InvalidLink
     if expires <= int(time.time()):
         raise ExpiredLink
@@ -142,10 +171,18 @@ def _load(purpose: str, rid: str, expires: int, raw: bytes | None) -> LinkData:
     if raw is None:
         raise UsedLink
     record = json.loads(raw)
+    if "a" in record:
+        attempt = db.session.get(RegistrationAttempt, record["a"])
+        # Gone when another attempt for the address was confirmed (or it expired).
+        if attempt is None or attempt.expires_at <= utcnow():
+            raise InvalidLink
+        if not equal(record["fp"], attempt_fingerprint(attempt)):
+            raise InvalidLink
+        return LinkData(purpose, hash_token(rid), None, expires, record.get("d") or {}, attempt)
     user = db.session.get(User, record["u"])
     if user is None or not user.is_active:
         raise InvalidLink
-    if not hmac.compare_digest(record["fp"], fingerprint(user, purpose)):
+    if not equal(record["fp"], fingerprint(user, purpose)):
         raise InvalidLink
     return LinkData(purpose, hash_token(rid), user, expires, record.get("d") or {})
 
@@ -162,38 +199,52 @@ def consume(purpose: str, token: str) -> LinkData:
     return _load(purpose, rid, expires, services().store.take(_store_key(purpose, rid)))
 
 
+def burn(link: LinkData) -> None:
+    """Make a link unusable before its expiry (too many wrong passwords on its page)."""
+    services().store.delete(f"link:{link.purpose}:{link.link_id}")
+
+
 def url(path: str) -> str:
     """An absolute URL on this provider for a path (emails are read outside the browser)."""
     return services().settings.issuer + path
 
 
-def prepare_email_verification(user: User, *, txn: str | None = None) -> str:
-    """Issue a verification link for *user* and add its audit event to the current
-    transaction (the caller commits); returns the absolute URL to email."""
+def prepare_email_verification(
+    subject: User | RegistrationAttempt, *, txn: str | None = None
+) -> str:
+    """Issue a verification link for a user or a registration attempt and add its audit
+    event to the current transaction (the caller commits); returns the absolute URL."""
     from flask import url_for
 
     ttl = services().settings.registration.verify_ttl
+    if isinstance(subject, RegistrationAttempt):
+        ttl = max(1, min(ttl, int((subject.expires_at - utcnow()).total_seconds())))
     extra = {"txn": txn} if txn else {}
-    token = issue("verify_email", user, ttl, **extra)
+    token = issue("verify_email", subject, ttl, **extra)
     path = url_for("register.verify", token=token) if has_request_context() else None
-    audit.record("email.verification_sent", user_id=user.id)
+    if isinstance(subject, RegistrationAttempt):
+        audit.record("email.verification_sent", attempt=subject.id)
+    else:
+        audit.record("email.verification_sent", user_id=subject.id)
     return url(path or f"/verify/{token}")
 
 
-def deliver_email_verification(user: User, link: str) -> bool:
+def deliver_email_verification(subject: User | RegistrationAttempt, link: str) -> bool:
     """Email a link made by :func:`prepare_email_verification`; False if undeliverable."""
     from .mail import send
 
     ttl = services().settings.registration.verify_ttl
-    return send(user.email, "verify_email", user=user, link=link, hours=max(1, ttl // 3600))
+    user = subject if isinstance(subject, User) else None
+    return send(subject.email, "verify_email", user=user, name=subject.name, link=link,
+                hours=max(1, ttl // 3600))  # fmt: skip
 
 
-def send_email_verification(user: User, *, txn: str | None = None) -> bool:
-    """Email *user* a link proving their address (24 h by default, single use).
-
-    Used after registration, at a sign-in of an unverified account, and by the help desk.
-    Returns False when the message could not be delivered (audited either way).
+def send_email_verification(subject: User | RegistrationAttempt, *, txn: str | None = None) -> bool:
+    """Email a link proving the address of a user or a registration attempt (24 h by
+    default, single use). Used after registration, at a sign-in of an unverified
+    account or a pending registration, and by the help desk. Returns False when the
+    message could not be delivered (audited either way).
     """
-    link = prepare_email_verification(user, txn=txn)
+    link = prepare_email_verification(subject, txn=txn)
     db.session.commit()
-    return deliver_email_verification(user, link)
+    return deliver_email_verification(subject, link)

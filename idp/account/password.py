@@ -14,7 +14,6 @@ refresh tokens end.
 
 from __future__ import annotations
 
-import hmac
 import time
 
 from flask import (
@@ -33,13 +32,13 @@ from ..extensions import db
 from ..models import User
 from ..models.base import utcnow
 from ..notify import notify
-from ..security.crypto import hash_token
+from ..security.crypto import equal, hash_token
 from ..security.password_policy import check_for
 from ..security.ratelimit import Limit, RateLimited, RateLimiter
 from ..services import services
 from ..web import browser_id, error_page, set_session_cookie, validate_csrf
 from . import links
-from .mail import send
+from .mail import send_after_response
 from .registration import link_error, password_lengths, valid_email
 
 bp = Blueprint("password", __name__)
@@ -65,7 +64,7 @@ def _revoke_tokens(user: User) -> None:
 def forgot() -> Response:
     """Ask for a reset link; the answer is the same whether or not the address is known."""
     svc = services()
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return Response(render_template("account/forgot.html", email="", error=None))
     validate_csrf()
     email = User.normalize_email(request.form.get("email") or "")
@@ -97,15 +96,21 @@ def forgot() -> Response:
         resp.headers["Retry-After"] = str(exc.retry_after)
         return resp
     user = db.session.execute(db.select(User).filter_by(email=email)).scalar_one_or_none()
+    # Known and unknown addresses take the same path up to the response: the email is
+    # sent after it (send_after_response), so the answer time does not tell them apart.
+    to, user_id, context = None, None, {}
     if user is not None and user.is_active:
+        to, user_id = user.email, user.id
         token = links.issue("reset", user, p.reset_ttl)
-        audit.record_now("password.reset_requested", user_id=user.id)
-        send(user.email, "password_reset", user=user,
-             link=links.url(url_for("password.reset", token=token)),
-             minutes=max(1, p.reset_ttl // 60))  # fmt: skip
+        audit.record_now("password.reset_requested", user_id=user_id)
+        context = {"link": links.url(url_for("password.reset", token=token)),
+                   "minutes": max(1, p.reset_ttl // 60)}  # fmt: skip
     else:
         audit.record_now("password.reset_requested", outcome="failure", reason="no such account")
-    return redirect(url_for("password.forgot_sent"), 303)
+    return send_after_response(
+        redirect(url_for("password.forgot_sent"), 303), to, "password_reset",
+        user_id=user_id, **context,
+    )  # fmt: skip
 
 
 @bp.get("/forgot/sent")
@@ -127,7 +132,7 @@ def _binding(link: links.LinkData) -> str:
 
 def _factor_passed(link: links.LinkData) -> bool:
     raw = services().store.get(_pass_key(link))
-    return raw is not None and hmac.compare_digest(raw, hash_token(browser_id()).encode())
+    return raw is not None and equal(raw, hash_token(browser_id()).encode())
 
 
 # Factors this page can challenge without a signed-in session (push approval is not
@@ -226,7 +231,7 @@ def reset(token: str) -> Response:
     has_factor = bool(_factor_types(link.user))
     kinds = _allowed_kinds(link.user)
     need_factor = has_factor and not _factor_passed(link)
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         if need_factor:
             return _challenge_page(token, link, kinds, request.args.get("kind"))
         return _password_page(token)
@@ -375,7 +380,7 @@ def change() -> Response:
     if isinstance(gate, Response):
         return gate
     user, session = gate
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         done = bool(request.args.get("done"))
         return Response(
             render_template("account/password.html", **password_lengths(), errors={}, done=done)
@@ -401,7 +406,7 @@ def change() -> Response:
         errors["current"] = "Your current password is not right."
     else:
         problem = check_for(svc.settings, password, [user.email, user.name or "", current])
-        if hmac.compare_digest(password.encode(), current.encode()):
+        if equal(password.encode(), current.encode()):
             errors["password"] = "Choose a password different from your current one."
         elif problem:
             errors["password"] = problem

@@ -15,7 +15,7 @@ from .. import audit
 from ..extensions import db
 from ..models import AuditEvent, Factor
 from ..services import services
-from ..web import current_session, current_user, validate_csrf
+from ..web import current_session, current_user, set_session_cookie, validate_csrf
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -159,6 +159,11 @@ def factor_action(factor_id: int) -> Response:
                 status=409,
             )
         name = mfa.registry[factor.type].display_name if factor.type in mfa.registry else ""
-        mfa.remove(user, factor)
+        removed_id = factor.id
+        mfa.remove(user, factor, keep_sid=session.sid)
+        # This browser stays signed in, but no longer counts the removed factor.
+        rotated = services().sessions.forget_factor(session, removed_id)
+        if rotated is not None:
+            set_session_cookie(rotated[0])
         return _render(user, message=f"{name} removed.")
     abort(400)

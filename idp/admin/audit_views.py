@@ -15,6 +15,7 @@ from flask import Response, request, stream_with_context
 from .. import audit
 from ..extensions import db
 from ..models import AuditEvent, User
+from ..security.text import ascii_int
 from .access import Staff, staff_only
 from .views import bp, render
 
@@ -45,7 +46,7 @@ def _filters() -> tuple[list[Any], dict[str, str]]:
                                                               "since", "until")}  # fmt: skip
     conds: list[Any] = []
     if args["user"]:
-        if args["user"].isdigit():
+        if ascii_int(args["user"], max_digits=9) is not None:
             conds.append(AuditEvent.user_id == int(args["user"]))
         else:
             uid = db.session.execute(
@@ -148,7 +149,8 @@ def audit_trail(staff: Staff) -> Response:
         return _export(fmt, conds, staff)
     audit.seal()  # show the chain as it stands, without an unsealed tail
     before = request.args.get("before", "")
-    page_conds = [*conds, AuditEvent.id < int(before)] if before.isdigit() else conds
+    before_id = ascii_int(before)
+    page_conds = [*conds, AuditEvent.id < before_id] if before_id is not None else conds
     events = list(db.session.execute(
         db.select(AuditEvent).where(*page_conds).order_by(AuditEvent.id.desc()).limit(PAGE + 1)
     ).scalars())  # fmt: skip

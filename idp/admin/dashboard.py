@@ -12,6 +12,7 @@ from markupsafe import Markup
 
 from .. import audit
 from ..extensions import db
+from ..security.text import ascii_int
 from ..services import services
 from . import service
 from .access import Staff, staff_only
@@ -51,7 +52,7 @@ def mfa(staff: Staff) -> Response:
 def mfa_remind(staff: Staff) -> Response:
     """Send one batch; the page shows the progress and a button for the next batch."""
     raw = request.form.get("sent_so_far", "0")
-    so_far = int(raw) if raw.isdigit() else 0
+    so_far = ascii_int(raw, max_digits=9) or 0
     result = service.send_reminder_batch(actor=staff.actor)
     figures = service.adoption()
     batch = {"sent": result.sent, "failed": result.failed, "total_sent": so_far + result.sent,

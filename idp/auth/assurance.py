@@ -47,6 +47,21 @@ FACTOR_LEVELS: dict[str, str] = {
 }
 
 
+# The RFC 8176 values a method earns when nothing more precise is known (the factor
+# types report their own, e.g. "swk" for a synced passkey; these serve sessions written
+# before a method's values were recorded).
+DEFAULT_AMR: dict[str, tuple[str, ...]] = {
+    "pwd": ("pwd",),
+    "totp": ("otp",),
+    "recovery": ("lookup",),
+    "webauthn": ("hwk", "user"),
+    "push": ("swk",),
+    "email": ("email",),
+    "sms": ("sms",),
+    "voice": ("tel",),
+}
+
+
 def level_index(acr: str) -> int:
     return ACR_LEVELS.index(acr)
 

@@ -6,14 +6,13 @@ cookie), so a leaked transaction URL is useless in another browser.
 
 from __future__ import annotations
 
-import hmac
 import json
 import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..security.crypto import hash_token
+from ..security.crypto import equal, hash_token
 from ..store import Store
 
 TRANSACTION_TTL = 1800
@@ -61,7 +60,7 @@ class TransactionStore:
             return None
         data: dict[str, Any] = json.loads(raw)
         txn = Transaction(**data)
-        if not hmac.compare_digest(txn.browser, hash_token(browser_id)):
+        if not equal(txn.browser, hash_token(browser_id)):
             return None
         return txn
 

@@ -12,9 +12,17 @@ from ..web import (
     browser_id,
     current_session,
     current_user,
+    device_cookie,
+    set_device_cookie,
     validate_csrf,
 )
-from .service import AccountDisabled, EmailNotVerified, LoginFailed, authenticate_password
+from .service import (
+    AccountDisabled,
+    EmailNotVerified,
+    LoginFailed,
+    RegistrationPending,
+    authenticate_password,
+)
 
 bp = Blueprint("auth", __name__)
 
@@ -44,22 +52,26 @@ def _render(txn_id: str | None, email: str = "", error: str | None = None, statu
     )
 
 
-def _unverified(txn_id: str | None, email: str, user) -> Response:
-    """The password was right but the email is not verified: send a fresh link (a few
-    per hour at most) and say so. Only the holder of the password sees this page."""
+def _unverified(txn_id: str | None, email: str, subject) -> Response:
+    """The password was right but the address is not proven yet (an account after a
+    help-desk reset, or a registration attempt): send a fresh link (a few per hour at
+    most) and say so. Only the holder of the password sees this page."""
     from ..account.links import send_email_verification
+    from ..models import User
     from ..security.ratelimit import Limit, RateLimiter
 
+    key = f"user:{subject.id}" if isinstance(subject, User) else f"attempt:{subject.id}"
     try:
-        RateLimiter(services().store, Limit("verify.resend.user", 3, 3600)).hit(str(user.id))
-        sent = send_email_verification(user, txn=txn_id)
+        RateLimiter(services().store, Limit("verify.resend.user", 3, 3600)).hit(key)
+        sent = send_email_verification(subject, txn=txn_id)
     except RateLimited:
         sent = True  # a recent link is still on its way; do not send yet another
     if sent:
         hours = max(1, services().settings.registration.verify_ttl // 3600)
         message = (
-            f"Verify your email address first. We sent a link to {user.email}: open it, "
-            f"then sign in again. The link works once and expires after {hours} hours."
+            f"Verify your email address first. We sent a link to {subject.email}: open it "
+            f"and enter your password to finish. The link works once and expires after "
+            f"{hours} hours."
         )
     else:
         message = (
@@ -76,7 +88,7 @@ def signin() -> Response:
     txn_id = txn.id if txn else None
     if txn is not None:
         allow_form_action(txn.params.get("redirect_uri", ""))
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         hint = txn.params.get("login_hint", "") if txn else ""
         user = current_user()
         if request.args.get("reauth") and user is not None:
@@ -89,11 +101,15 @@ def signin() -> Response:
     if not email or not password:
         return _render(txn_id, email, "Enter your email and password.", 400)
     try:
-        user = authenticate_password(svc, email, password, request.remote_addr or "")
+        user = authenticate_password(
+            svc, email, password, request.remote_addr or "", device_cookie=device_cookie()
+        )
     except LoginFailed:
         return _render(txn_id, email, GENERIC_FAILURE, 200)
     except EmailNotVerified as exc:
         return _unverified(txn_id, email, exc.user)
+    except RegistrationPending as exc:
+        return _unverified(txn_id, email, exc.attempt)
     except AccountDisabled:
         return _render(
             txn_id, email, "This account is disabled. Contact the help desk for help.", 403
@@ -110,6 +126,8 @@ def signin() -> Response:
 
     cookie, session = svc.sessions.establish(user.id, "pwd", previous=current_session())
     adopt_session(cookie, session)
+    # This browser is now trusted by the account (a strangers' lock will not stop it).
+    set_device_cookie(svc.devices.issue(device_cookie(), user))
     if txn is not None:
         from ..oidc.views import continue_authorization
 

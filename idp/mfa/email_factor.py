@@ -8,34 +8,21 @@ address may differ from the sign-in address. amr ``email`` is the project's own 
 
 from __future__ import annotations
 
-import re
-
 from ..delivery import EmailMessage
 from ..models import User
+from ..security import email_address
 from .base import EnrollmentError
 from .code_factor import CodeFactor
 from .otp_codes import Sent
 
-# RFC 5321 4.5.3.1: 64 octets local part, 254 for the whole path; a practical subset
-# of RFC 5322 addr-spec (no quoted local parts, no IP literals, a dotted domain).
-_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}")
-_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
-
 
 def parse_email(raw: str) -> str:
-    """A normalized address (domain lower-cased), or raise :class:`EnrollmentError`."""
-    text = (raw or "").strip()
-    bad = EnrollmentError("Enter an email address like name@example.com.")
-    if not text or len(text) > 254 or text.count("@") != 1:
-        raise bad
+    """A delivery address (NFKC, the domain in lower case; the local part keeps its
+    case, which a mail server may honour), or raise :class:`EnrollmentError`."""
+    text = email_address.normalize(raw, lower=False)
+    if not email_address.is_valid(text):
+        raise EnrollmentError("Enter an email address like name@example.com.")
     local, domain = text.split("@")
-    if not _LOCAL.fullmatch(local) or local.startswith(".") or local.endswith(".") or ".." in local:
-        raise bad
-    labels = domain.split(".")
-    if len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels):
-        raise bad
-    if labels[-1].isdigit():
-        raise bad
     return f"{local}@{domain.lower()}"
 
 

@@ -24,7 +24,9 @@ import secrets
 from dataclasses import dataclass
 
 from ..config import OTPSettings
+from ..security.crypto import equal
 from ..security.ratelimit import Limit, RateLimited, RateLimiter
+from ..security.text import is_ascii_digits
 from ..store import Store
 
 DIGITS = 6
@@ -61,7 +63,7 @@ def new_code() -> str:
 def normalize(code: str) -> str | None:
     """The digits of a typed code (spaces and dashes allowed), or None if malformed."""
     digits = "".join(ch for ch in (code or "")[:20] if ch not in " -")
-    if len(digits) != DIGITS or not digits.isascii() or not digits.isdigit():
+    if len(digits) != DIGITS or not is_ascii_digits(digits):
         return None
     return digits
 
@@ -158,7 +160,7 @@ class OTPCodes:
             )
         expected = json.loads(raw)["h"]
         presented = self._digest(user_id, factor_ref, purpose, digits or "")
-        if digits is None or not hmac.compare_digest(presented, expected):
+        if digits is None or not equal(presented, expected):
             if tries >= limit:
                 self.store.delete(code_key)
                 raise WrongCode(
@@ -168,7 +170,7 @@ class OTPCodes:
             raise WrongCode(reason="wrong code" if digits else "malformed code")
         # Burn: of concurrent right entries exactly one takes the record.
         taken = self.store.take(code_key)
-        if taken is None or not hmac.compare_digest(json.loads(taken)["h"], expected):
+        if taken is None or not equal(json.loads(taken)["h"], expected):
             raise WrongCode(
                 "That code has expired or was already used. Send a new code.", reason="raced"
             )

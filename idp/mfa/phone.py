@@ -13,6 +13,8 @@ from __future__ import annotations
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType
 
+from ..security.text import is_ascii_digits
+
 # Types that are never a user's own phone, or that bill the caller (toll fraud).
 REFUSED_TYPES = {
     PhoneNumberType.PREMIUM_RATE: "premium-rate",
@@ -70,5 +72,5 @@ def parse_phone(raw: str, *, region: str = "US", channel: str = "sms") -> str:
 
 def mask_phone(e164: str) -> str:
     """``***-***-1234``: enough for the user to recognize the number, no more."""
-    digits = "".join(ch for ch in e164 if ch.isdigit())
+    digits = "".join(ch for ch in e164 if is_ascii_digits(ch))
     return f"***-***-{digits[-4:]}"

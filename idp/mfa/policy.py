@@ -5,7 +5,7 @@ user's factors, the MFA settings and the clock; it is tested as a table
 (``tests/unit/test_mfa_policy.py``). Steps, in the order they are considered:
 
 ``login``      the password step (no session, ``prompt=login``, ``id_token_hint`` for
-               another user, or ``max_age`` exceeded for a password-level request);
+               another user, or a password older than ``max_age``);
 ``enroll``     set up a second factor: required (on/after the enforcement date, or a
                client or ``acr_values`` demands a level the user's factors cannot reach),
                or ``optional`` before the date ("Remind me later", with the days left);
@@ -15,7 +15,9 @@ user's factors, the MFA settings and the clock; it is tested as a table
                recommend another (skippable; never after a step-up);
 ``unmet``      the requested level cannot be reached by any factor the user may set up
                (OpenID Connect ``unmet_authentication_requirements``);
-``ok``         done; ``acr`` is the value to assert.
+``ok``         done; ``acr`` is the value to assert, ``methods`` the methods it rests
+               on (:func:`counted_methods`: fresh within ``max_age`` or passed in this
+               transaction); ``amr`` and ``auth_time`` are computed from them alone.
 """
 
 from __future__ import annotations
@@ -86,6 +88,8 @@ class Decision:
     optional: bool = False  # enroll may be postponed
     days_left: int | None = None
     enforce_from: _dt.date | None = None
+    # ok: the methods that satisfy this request; acr, amr and auth_time come from them.
+    methods: tuple[str, ...] = ()
 
 
 def _level(acr: str) -> int:
@@ -97,14 +101,33 @@ def achieved(methods: Mapping[str, int]) -> str | None:
     return _achieved(methods)
 
 
-def _final_acr(requested: list[str], methods: Mapping[str, int]) -> str:
-    reached = achieved(methods) or ACR_AAL1
+def _final_acr(requested: list[str], counted: Mapping[str, int]) -> str:
+    reached = achieved(counted) or ACR_AAL1
     if requested:
         met = [a for a in requested if _level(a) <= _level(reached)]
         if met:
-            # The highest requested level the session satisfies is what it achieved.
+            # The highest requested level the counted methods satisfy is what it achieved.
             return max(met, key=_level)
     return reached
+
+
+def counted_methods(req: Request, session: SessionFacts, now: int) -> dict[str, int]:
+    """The methods that satisfy THIS request, with the time each last passed: those
+    passed inside this transaction, and those fresh within ``max_age`` (every method of
+    the session when there is no ``max_age``). ``prompt=login`` counts only what passed
+    in this transaction (OIDC Core 3.1.2.1).
+
+    ``acr``, ``amr`` and ``auth_time`` are computed from these methods alone, so a
+    factor that passed before ``max_age`` never reaches the tokens of a request that
+    asked for a more recent authentication.
+    """
+    max_age = 0 if "login" in req.prompt else req.max_age
+    out: dict[str, int] = {}
+    for method, at in session.methods.items():
+        in_txn = req.login_done if method == "pwd" else method in req.passed_in_txn
+        if in_txn or max_age is None or now - at <= max_age:
+            out[method] = at
+    return out
 
 
 def decide(
@@ -125,6 +148,11 @@ def decide(
         return Decision("login", reason="max_age=0")
     if req.hinted_sub_mismatch:
         return Decision("login", reason="id_token_hint names another user")
+    counted = counted_methods(req, session, now)
+    if "pwd" not in counted:
+        # OIDC Core 3.1.2.1 max_age: the password is older than the request allows. Every
+        # level includes the password, so it is asked again before any second factor.
+        return Decision("login", reason="max_age")
 
     requested = list(req.acr_values) or ([client.default_acr] if client.default_acr else [])
     known = [a for a in requested if a in ACR_LEVELS]
@@ -141,19 +169,7 @@ def decide(
     candidates = [a for a in known if _level(a) >= _level(floor)]
     need = min(candidates, key=_level) if candidates else floor
 
-    def fresh(method: str) -> bool:
-        # A factor that passed inside this very request satisfies max_age (otherwise a
-        # slow second between pages would loop forever).
-        if method in req.passed_in_txn:
-            return method in session.methods
-        at = session.methods.get(method)
-        # prompt=login asks for a new authentication: earlier factors do not count.
-        max_age = 0 if "login" in req.prompt else req.max_age
-        return at is not None and (max_age is None or now - at <= max_age)
-
     if _level(need) == _level(ACR_AAL1):
-        if req.max_age is not None and not req.login_done and now - session.auth_time > req.max_age:
-            return Decision("login", reason="max_age")
         if mfa.required and not has_factor and not req.postponed:
             offer = tuple(sorted(mfa.allowed - NOT_FIRST))
             if enforced:
@@ -171,11 +187,11 @@ def decide(
             return Decision(
                 "enroll", reason="MFA is required", factors=tuple(sorted(mfa.allowed - NOT_FIRST))
             )
-        return _finish(req, known, session, user, mfa)
+        return _finish(req, known, counted, user, mfa)
 
     qualifying = {t for t in mfa.allowed if _level(FACTOR_LEVELS.get(t, ACR_AAL1)) >= _level(need)}
-    if any(fresh(t) for t in qualifying):
-        return _finish(req, known, session, user, mfa)
+    if any(t in counted for t in qualifying):
+        return _finish(req, known, counted, user, mfa)
     usable = user.factor_types & qualifying
     if usable:
         return Decision(
@@ -194,7 +210,7 @@ def decide(
 def _finish(
     req: Request,
     requested: list[str],
-    session: SessionFacts,
+    counted: Mapping[str, int],
     user: UserFacts,
     mfa: Settings,
 ) -> Decision:
@@ -210,7 +226,7 @@ def _finish(
         others = tuple(sorted(mfa.allowed - user.factor_types))
         if others:
             return Decision("recommend", reason="only one factor", factors=others)
-    return Decision("ok", acr=_final_acr(requested, session.methods))
+    return Decision("ok", acr=_final_acr(requested, counted), methods=tuple(sorted(counted)))
 
 
 def settings_from(config) -> Settings:
@@ -233,6 +249,7 @@ __all__ = [
     "Settings",
     "UserFacts",
     "achieved",
+    "counted_methods",
     "decide",
     "settings_from",
 ]

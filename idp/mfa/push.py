@@ -26,7 +26,6 @@ Channels: ``push:device:<device>`` announces a new challenge to the app's long-p
 
 from __future__ import annotations
 
-import hmac
 import json
 import secrets
 import time
@@ -39,7 +38,7 @@ from ..extensions import db
 from ..models import Factor, User
 from ..models.base import utcnow
 from ..notify import notify
-from ..security.crypto import hash_token
+from ..security.crypto import equal, hash_token
 from ..security.ratelimit import Limit, RateLimiter
 from ..services import Services
 from . import push_jws, totp
@@ -536,7 +535,7 @@ class PushService:
         picked = (
             str(number) if isinstance(number, int | str) and not isinstance(number, bool) else ""
         )
-        right = hmac.compare_digest(picked.encode(), str(ch.number).encode())
+        right = equal(picked.encode(), str(ch.number).encode())
         self._claim(ch, "approved" if right else "wrong_number", device)
         if not right:
             raise InvalidResponse(
@@ -597,7 +596,7 @@ class PushService:
         if raw is None:
             return "expired", None
         ch = self._load(raw.decode())
-        if ch is None or not hmac.compare_digest(ch.handle, handle):
+        if ch is None or not equal(ch.handle, handle):
             return "expired", None
         return self.current(ch.binding, ch.id)
 

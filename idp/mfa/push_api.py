@@ -10,13 +10,22 @@ another user's); 409 a challenge already answered, or removing the last method;
 410 an expired challenge or enrollment code (also after a store restart);
 423 push paused after a report; 429 limits; 503 store unavailable.
 
+A long-poll (``GET /push/v1/challenges`` with ``wait``) holds a worker thread for up to
+``[push] long_poll`` seconds, so one device may hold at most ``[push]
+max_polls_per_device`` of them at once; one more is answered at once with 429
+``slow_down``. The count lives in the store, shared by every worker and instance.
+
 The out-of-band status (``GET /push/v1/status/<handle>``) needs no signature: the
 handle, a 256-bit value given to whoever started the sign-in, is the credential.
 """
 
 from __future__ import annotations
 
+import logging
+import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -24,8 +33,9 @@ from werkzeug.exceptions import HTTPException
 
 from .. import audit
 from ..extensions import db
-from ..models import User
+from ..models import Factor, User
 from ..security.ratelimit import RateLimited
+from ..security.text import ascii_int
 from ..services import services
 from ..store import StoreUnavailable
 from . import push_jws
@@ -33,8 +43,20 @@ from .base import EnrollmentError, InvalidResponse, MFAError, SecondFactorLocked
 from .push import AlreadyAnswered, ChallengeGone, PushService
 
 bp = Blueprint("push_api", __name__, url_prefix="/push/v1")
+log = logging.getLogger("idp.mfa.push")
 
 AUTH_SCHEME = "Device"
+# A long-poll's slot outlives the poll by this many seconds, so a slot never lapses
+# while its poll still runs (the clocks of the instances may differ a little).
+SLOT_GRACE = 5
+# A device refused for too many long-polls is audited at most once per this many
+# seconds: a misbehaving app retrying in a loop must not flood the audit trail.
+REFUSAL_AUDIT_WINDOW = 300
+
+
+def _clock() -> float:
+    """Wall-clock time for slot deadlines (compared across workers and instances)."""
+    return time.time()
 
 
 def _error(status: int, code: str, description: str, **headers: str) -> Response:
@@ -152,10 +174,73 @@ def enroll() -> Response:
     )
 
 
+def _slot_deadline(member: str) -> float | None:
+    head, _, _ = member.partition(":")
+    value = ascii_int(head)
+    return float(value) if value is not None else None
+
+
+@contextmanager
+def _poll_slot(svc: PushService, device: Factor, wait: float) -> Iterator[bool]:
+    """Take one of the device's long-poll slots for the duration of the block; yields
+    False when the device already holds ``max_polls_per_device`` of them.
+
+    The store has no atomic decrement, so each poll adds a member of its own to the
+    device's set (``push:polls:<device>``) and counts after adding: of two polls racing
+    for the last slot both may be refused, never both admitted. The member names its
+    deadline (the poll's end plus :data:`SLOT_GRACE`), so the slot of a worker that
+    died mid-poll stops counting by itself, even while new polls keep the set alive.
+    A store failure raises :class:`StoreUnavailable` (503): the limit fails closed.
+    """
+    store, settings = svc.store, svc.settings
+    key = f"push:polls:{device.id}"
+    now = _clock()
+    member = f"{int(now + wait) + SLOT_GRACE}:{secrets.token_hex(8)}"
+    # The set lives as long as the longest poll any member can stand for.
+    store.add_to_set(key, member, settings.long_poll + SLOT_GRACE)
+    try:
+        live = 0
+        for other in store.members(key):
+            deadline = _slot_deadline(other)
+            if deadline is None or deadline < now:
+                store.remove_from_set(key, other)
+            else:
+                live += 1
+        yield live <= settings.max_polls_per_device
+    finally:
+        try:
+            store.remove_from_set(key, member)
+        except StoreUnavailable as exc:  # the slot lapses at its deadline by itself
+            log.warning("push poll slot not released (store unavailable): %s", exc)
+
+
+def _too_many_polls(svc: PushService, device: Factor) -> Response:
+    """429 for one long-poll too many; audited at most once per device and window."""
+    limit = svc.settings.max_polls_per_device
+    if svc.store.set_if_absent(f"push:polls:refused:{device.id}", b"1", REFUSAL_AUDIT_WINDOW):
+        audit.record_now(
+            "mfa.push_poll_refused",
+            outcome="failure",
+            user_id=device.user_id,
+            factor_id=device.id,
+            limit=limit,
+            reason="too many concurrent long-polls",
+        )
+    retry_after = svc.settings.long_poll
+    return _error(
+        429,
+        "slow_down",
+        f"Too many open requests from this device (at most {limit} at a time). "
+        f"Wait {retry_after} seconds.",
+        **{"Retry-After": str(retry_after)},
+    )
+
+
 @bp.get("/challenges")
 def challenges() -> Response:
     """The device's pending challenge; with a ``wait`` claim (seconds, capped at
-    ``[push] long_poll``) the request is held until one arrives (long-poll)."""
+    ``[push] long_poll``) the request is held until one arrives (long-poll), at most
+    ``[push] max_polls_per_device`` at once per device."""
     device, claims, err = _authenticated("GET")
     if err is not None:
         return err
@@ -165,9 +250,16 @@ def challenges() -> Response:
     if isinstance(wait, bool) or not isinstance(wait, int | float) or wait < 0:
         return _error(400, "invalid_request", "wait must be a number of seconds.")
     wait = min(float(wait), float(svc.settings.long_poll))
-    # Release the database connection while the request waits on the store.
-    db.session.remove()
-    found = svc.wait_pending(device, wait) if wait > 0 else svc.pending_for(device)
+    if wait <= 0:
+        db.session.remove()
+        found = svc.pending_for(device)
+    else:
+        with _poll_slot(svc, device, wait) as admitted:
+            if not admitted:
+                return _too_many_polls(svc, device)
+            # Release the database connection while the request waits on the store.
+            db.session.remove()
+            found = svc.wait_pending(device, wait)
     now = int(time.time())
     return _ok({"challenges": [c.for_app(now) for c in found]})
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from ..security.jsontext import parse_json
 
 ALGORITHMS = ("ES256", "EdDSA")
 TYP = "idp-verify+jwt"
@@ -64,8 +65,9 @@ def _split(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
     if len(parts) != 3:
         raise SignatureError("not a compact JWS")
     try:
-        header = json.loads(b64url_decode(parts[0]))
-        claims = json.loads(b64url_decode(parts[1]))
+        # The request JSON rule (a depth limit: a deep header is a refusal, not a 500).
+        header = parse_json(b64url_decode(parts[0]))
+        claims = parse_json(b64url_decode(parts[1]))
     except ValueError:
         raise SignatureError("header or payload is not JSON") from None
     if not isinstance(header, dict) or not isinstance(claims, dict):

@@ -148,10 +148,10 @@ def challenge_post(ctx, allowed) -> Response:
         resp.headers["Link"] = f'<{status_url}>; rel="push-status"'
         return resp
     try:
-        svc.complete(ctx.user, binding=ctx.session.sid)
+        device = svc.complete(ctx.user, binding=ctx.session.sid)
     except NotApproved as exc:
         return _render(ctx, allowed, exc.message, 409 if exc.status == "pending" else 400)
-    _pass(ctx, "push", AMR)
+    _pass(ctx, "push", AMR, device.id)
     return redirect(ctx.done_url())
 
 

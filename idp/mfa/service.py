@@ -133,15 +133,27 @@ class MFAService:
         notify(user, "factor_added", factor_name=impl.display_name if impl else factor.type,
                label=factor.label)  # fmt: skip
 
-    def remove(self, user: User, factor: Factor, *, actor: str = "user") -> None:
+    def remove(
+        self, user: User, factor: Factor, *, actor: str = "user", keep_sid: str | None = None
+    ) -> None:
+        """Remove a factor and end what it earned: every session in which it passed
+        (except the session *keep_sid*, the browser removing it, which the caller
+        re-establishes without it) and every refresh token whose sign-in used it,
+        offline ones included."""
+        from ..oidc.tokens import TokenService
+
         impl = self.registry.get(factor.type)
         if factor.type == "recovery":
             from ..models import RecoveryCode
 
             db.session.execute(db.delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+        factor_id = factor.id
         db.session.delete(factor)
+        families = TokenService(self.svc).revoke_for_factor(user.id, factor_id)
+        sessions = self.svc.sessions.destroy_using_factor(user.id, factor_id, keep=keep_sid)
         audit.record("mfa.factor_removed", user_id=user.id, factor=factor.type,
-                     factor_id=factor.id, label=factor.label, actor=actor)  # fmt: skip
+                     factor_id=factor_id, label=factor.label, actor=actor,
+                     sessions_ended=sessions, token_families=families)  # fmt: skip
         db.session.commit()
         notify(user, "factor_removed", factor_name=impl.display_name if impl else factor.type,
                label=factor.label)  # fmt: skip
@@ -169,12 +181,22 @@ class MFAService:
         notify(user, "mfa_reset", reason=reason)
         return count
 
-    def unlock(self, user: User, *, actor: str) -> None:
+    def unlock(self, user: User, *, actor: str, reason: str | None = None) -> None:
+        """Lift every lock: the failed-password lock, the administrative lock of the
+        help desk (``admin_locked_until``), the second-factor lock and a push pause.
+        *reason* (given when an administrator's account is unlocked) is audited."""
+        now = utcnow()
+        cleared = [name for name, until in (("sign_in", user.locked_until),
+                                            ("admin", user.admin_locked_until),
+                                            ("second_factor", user.mfa_locked_until))
+                   if until is not None and until > now]  # fmt: skip
         user.mfa_failures = 0
         user.mfa_locked_until = None
         user.failed_logins = 0
         user.locked_until = None
+        user.admin_locked_until = None
         if "push" in self.registry:  # a reported push request paused push approval
             self.registry["push"].clear_lock(user)  # type: ignore[attr-defined]
-        audit.record("user.unlocked", user_id=user.id, actor=actor)
+        audit.record("user.unlocked", user_id=user.id, actor=actor, locks=cleared,
+                     reason=reason)  # fmt: skip
         db.session.commit()

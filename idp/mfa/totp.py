@@ -7,11 +7,13 @@ once). Callers persist the matched step and refuse any step not newer than it.
 
 from __future__ import annotations
 
-import hmac
 import time
 from urllib.parse import quote
 
 import pyotp
+
+from ..security.crypto import equal
+from ..security.text import is_ascii_digits
 
 DIGITS = 6
 PERIOD = 30
@@ -61,14 +63,14 @@ def verify(secret: str, code: str, *, last_step: int | None, now: float | None =
     step (or whether any) matched.
     """
     code = normalize_code(code)
-    if len(code) != DIGITS or not code.isascii() or not code.isdigit():
+    if len(code) != DIGITS or not is_ascii_digits(code):
         raise InvalidTOTPError("a code is 6 digits")
     totp = pyotp.TOTP(secret, digits=DIGITS, interval=PERIOD)
     step = current_step(now)
     matched: int | None = None
     for candidate in range(step - DRIFT_STEPS, step + DRIFT_STEPS + 1):
         expected = totp.generate_otp(candidate)
-        if hmac.compare_digest(expected, code) and matched is None:
+        if equal(expected, code) and matched is None:
             matched = candidate
     if matched is None:
         raise InvalidTOTPError("no match in the accepted window")

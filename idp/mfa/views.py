@@ -88,10 +88,15 @@ def _ctx() -> Ctx | Response:
     return Ctx(user, session, txn)
 
 
-def _pass(ctx: Ctx, method: str, amr: tuple[str, ...]) -> None:
-    """Record a passed or newly bound factor and rotate the session id."""
+def _pass(ctx: Ctx, method: str, amr: tuple[str, ...], factor_id: int) -> None:
+    """Record a factor that was just VERIFIED (a challenge answered, or a new factor's
+    possession proven at set-up) and rotate the session id.
+
+    Nothing else may call this: a step that verifies nothing (new recovery codes, a
+    postponed set-up, a dismissed recommendation) never marks a factor as passed.
+    """
     cookie, session = services().sessions.establish(
-        ctx.user.id, method, previous=ctx.session, amr=amr
+        ctx.user.id, method, previous=ctx.session, amr=amr, factor_id=factor_id
     )
     adopt_session(cookie, session)
     ctx.session = session
@@ -218,7 +223,7 @@ def setup_factor(kind: str) -> Response:
 
 def _finish_setup(ctx: Ctx, factor, amr: tuple[str, ...]) -> Response:
     _mfa().added(ctx.user, factor)
-    _pass(ctx, factor.type, amr)
+    _pass(ctx, factor.type, amr, factor.id)
     if ctx.txn is None:
         return redirect(url_for("account.security", added=factor.type))
     return redirect(ctx.done_url())
@@ -285,7 +290,7 @@ def _setup_webauthn(ctx: Ctx, impl) -> Response:
 
 def _setup_recovery(ctx: Ctx, impl) -> Response:
     svc = services()
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         existing = impl.remaining(ctx.user) > 0
         return Response(
             render_template(
@@ -298,9 +303,7 @@ def _setup_recovery(ctx: Ctx, impl) -> Response:
     from ..notify import notify
 
     notify(ctx.user, "recovery_codes_new")
-    if ctx.txn is not None and "mfa:recovery" not in ctx.txn.done:
-        ctx.txn.done.append("mfa:recovery")
-        svc.transactions.save(ctx.txn)
+    # New codes prove nothing about who is here: they never count as a passed factor.
     # Keep the codes (encrypted) just long enough to show them and offer the download;
     # redirect so that reloading the page does not create (and silently swap) a new set.
     svc.store.set(
@@ -386,6 +389,14 @@ def webauthn_options(purpose: str) -> Response:
     if impl is None or purpose not in ("register", "authenticate"):
         abort(404)
     if purpose == "register":
+        # Only where the set-up page itself is allowed (safe enrollment): creation
+        # options never go to a password-only session of a user who has factors.
+        if _reauth_needed(Ctx(user, session, None)) is not None:
+            audit.record_now("mfa.enroll_refused", outcome="failure", user_id=user.id,
+                             factor="webauthn", reason="reauthentication needed")  # fmt: skip
+            return error_page(
+                403, "Verify it's you first", "Pass a second sign-in step again first."
+            )
         body = impl.registration_options(user, binding=session.sid)
     else:
         body = impl.authentication_options(user, binding=session.sid)
@@ -440,7 +451,7 @@ def challenge() -> Response:
                 "factor_id": request.form.get("factor_id", ""),
             }
             result = mfa.verify(ctx.user, kind, payload, binding=ctx.session.sid)
-            _pass(ctx, kind, result.amr)
+            _pass(ctx, kind, result.amr, result.factor.id)
             return ctx.finish()
         except SecondFactorLocked as exc:
             return _locked(exc)
@@ -492,6 +503,13 @@ def recommend() -> Response:
         return ctx
     if ctx.txn is None:
         return redirect(url_for("account.security"))
+    from ..auth.flow import evaluate
+
+    decision = evaluate(ctx.txn)
+    if decision is None or decision.step != "recommend":
+        # Only the recommendation step may be dismissed; anything else goes back to the
+        # step the sign-in is at (nothing is written).
+        return redirect(ctx.done_url())
     if request.method == "POST":
         validate_csrf()
         ctx.txn.done.append("recommend_dismissed")

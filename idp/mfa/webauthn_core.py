@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import json
 import re
 import secrets
@@ -45,6 +44,8 @@ from webauthn.helpers.structs import (
     ResidentKeyRequirement,
     UserVerificationRequirement,
 )
+
+from ..security.crypto import equal
 
 __all__ = [
     "SUPPORTED_ALGS",
@@ -285,7 +286,7 @@ def verify_registration(
         raise _fail(exc) from exc
     if len(verified.credential_id) > MAX_CREDENTIAL_ID_BYTES:
         raise WebAuthnError("credential id longer than 1023 bytes")
-    if not hmac.compare_digest(verified.credential_id, parsed.raw_id):
+    if not equal(verified.credential_id, parsed.raw_id):
         raise WebAuthnError("rawId differs from the attested credential id")
     transports = tuple(t.value for t in parsed.response.transports or ())
     return NewCredential(
@@ -331,7 +332,7 @@ def verify_authentication(
         parsed = parse_authentication_credential_json(data)
     except Exception as exc:
         raise _fail(exc) from exc
-    if not hmac.compare_digest(parsed.raw_id, credential.credential_id):
+    if not equal(parsed.raw_id, credential.credential_id):
         raise WebAuthnError("response is for a different credential")
     _check_client_data(parsed.response.client_data_json)
     try:

@@ -6,7 +6,6 @@ values (codes, refresh tokens, client secrets): a database dump reveals none of 
 
 from __future__ import annotations
 
-import hmac
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +13,7 @@ from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueC
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
-from ..security.crypto import hash_token
+from ..security.crypto import equal, hash_token
 from .base import UTCDateTime, utcnow
 from .user import User
 
@@ -74,12 +73,12 @@ class OAuthClient(db.Model):
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         """Exact string comparison (RFC 6749 3.1.2.3, OAuth 2.0 Security BCP 4.1.3)."""
-        return any(hmac.compare_digest(redirect_uri, uri) for uri in self.redirect_uris)
+        return any(equal(redirect_uri, uri) for uri in self.redirect_uris)
 
     def check_client_secret(self, client_secret: str) -> bool:
         if not self.client_secret_hash or not client_secret:
             return False
-        return hmac.compare_digest(hash_token(client_secret), self.client_secret_hash)
+        return equal(hash_token(client_secret), self.client_secret_hash)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         return method == self.token_endpoint_auth_method

@@ -53,7 +53,10 @@ class User(db.Model):
 
     @staticmethod
     def normalize_email(email: str) -> str:
-        return email.strip().lower()
+        """The one normalisation of addresses (NFKC, stripped, lower case)."""
+        from ..security.email_address import normalize
+
+        return normalize(email)
 
     @property
     def is_active(self) -> bool:

@@ -8,7 +8,6 @@ id_token_hint, the sign-in policy and consent.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,8 +22,17 @@ from ..auth.transaction import Transaction
 from ..extensions import db
 from ..keys import TokenVerificationError
 from ..models import Consent, OAuthClient, User
+from ..security.text import ascii_int
 from ..services import services
-from ..web import allow_form_action, browser_id, current_session, current_user
+from ..web import (
+    JSONRefused,
+    JSONTooDeep,
+    allow_form_action,
+    browser_id,
+    current_session,
+    current_user,
+    parse_json,
+)
 from .tokens import AuthContext, is_id_token_header
 
 PROMPT_VALUES = {"none", "login", "consent", "select_account"}
@@ -158,20 +166,27 @@ def check_max_age(p: Pending) -> None:
     raw = p.params.get("max_age")
     if raw is None or raw == "":
         return
-    if not raw.isdigit() or len(raw) > 10:
+    value = ascii_int(raw, max_digits=10)
+    if value is None:
         raise p.fail("invalid_request", "max_age must be a non-negative integer.")
-    p.max_age = int(raw)
+    p.max_age = value
 
 
 def check_acr(p: Pending) -> None:
-    """acr_values (voluntary) and the claims parameter's essential acr (OIDC Core 5.5.1.1)."""
+    """acr_values (voluntary) and the claims parameter's essential acr (OIDC Core 5.5.1.1).
+
+    The claims parameter is a JSON object (OIDC Core 5.5), read with the request JSON
+    rule (:func:`idp.web.parse_json`: at most MAX_JSON_DEPTH levels), also when the
+    request is resumed from its transaction; anything else is ``invalid_request``."""
     p.acr_values = tuple(p.params.get("acr_values", "").split())
     raw = p.params.get("claims")
     if not raw:
         return
     try:
-        claims = json.loads(raw)
-    except ValueError:
+        claims = parse_json(raw)
+    except JSONTooDeep as exc:
+        raise p.fail("invalid_request", f"The claims parameter: {exc}") from None
+    except JSONRefused:
         raise p.fail("invalid_request", "The claims parameter is not valid JSON.") from None
     if not isinstance(claims, dict):
         raise p.fail("invalid_request", "The claims parameter must be a JSON object.")
@@ -300,11 +315,16 @@ def _decide(p: Pending) -> Response:
         txn = _start_txn(p, inputs)
         return redirect(url_for("oidc.consent", txn=txn.id))
 
+    # acr, amr and auth_time rest on the methods that satisfy THIS request only (fresh
+    # within max_age or passed in this transaction), never on everything the session
+    # ever passed (OIDC Core 2; RFC 8176).
+    facts = session.assurance(decision.methods)
     p.oauth.auth_context = AuthContext(
-        auth_time=session.auth_time,
+        auth_time=facts.auth_time,
         acr=decision.acr,
-        amr=tuple(session.amr),
+        amr=facts.amr,
         sid=session.sid,
+        factor_ids=facts.factor_ids,
     )
     if p.txn is not None and not svc.transactions.claim(p.txn):
         # A second tab (or a double submit) finishing the same sign-in: one code only.
@@ -322,6 +342,6 @@ def _decide(p: Pending) -> Response:
         user_id=user.id,
         client_id=p.client.client_id,
         acr=decision.acr,
-        amr=list(session.amr),
+        amr=list(facts.amr),
     )
     return with_iss(resp)

@@ -7,13 +7,21 @@ the provider's storage, tokens and sign-in facts. Codes carry ``auth_time``, ``a
 
 from __future__ import annotations
 
+import binascii
+import json
+import logging
+import math
 import time
+from base64 import urlsafe_b64decode
 from datetime import timedelta
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.base import OAuth2Error
 from authlib.oauth2.rfc6749 import OAuth2Request, grants
+from authlib.oauth2.rfc6749 import authenticate_client as basic_client_auth
 from authlib.oauth2.rfc6749.errors import (
+    InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
@@ -23,6 +31,8 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core.grants import OpenIDCode
 from authlib.oidc.core.grants.util import validate_nonce
 from flask import Flask
+from joserfc import jwt
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import update
 
@@ -32,6 +42,7 @@ from ..models import AuthorizationCode, OAuthClient, User
 from ..models.base import utcnow
 from ..security.crypto import hash_token, random_token
 from ..services import services
+from ..web import parse_json
 from .client_cache import client_cache
 from .tokens import AuthContext, TokenService
 
@@ -83,6 +94,9 @@ def _token_response(
     id_token: bool = True,
     jti: str | None = None,
 ) -> dict[str, Any]:
+    """The token response. A refresh token is offline (survives sign-out) only when
+    ``offline_access`` is in the granted scope; otherwise it is bound to ``ctx.sid``
+    (OpenID Connect Core 11)."""
     ts = TokenService(services())
     access, jti, expires_in = ts.access_token(client, user, scope, ctx, jti=jti)
     body: dict[str, Any] = {
@@ -101,6 +115,7 @@ def _token_response(
             family_id=family_id,
             code_id=code.id if code else None,
             expires_at=refresh_expires_at,
+            offline="offline_access" in scope.split(),
         )
     if user is not None and id_token and "openid" in scope.split():
         body["id_token"] = ts.id_token(client, user, ctx, nonce=nonce, access_token=access)
@@ -183,6 +198,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 acr=ctx.acr,
                 amr=list(ctx.amr),
                 sid=ctx.sid,
+                factor_ids=list(ctx.factor_ids),
                 expires_at=utcnow() + timedelta(seconds=svc.settings.tokens.code_ttl),
             )
         )
@@ -250,7 +266,9 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if user is None:
             db.session.commit()
             raise InvalidGrantError("The user of this authorization code cannot sign in.")
-        ctx = AuthContext(code.auth_time, code.acr, tuple(code.amr or ()), code.sid)
+        ctx = AuthContext(
+            code.auth_time, code.acr, tuple(code.amr or ()), code.sid, tuple(code.factor_ids or ())
+        )
         body = _token_response(
             self.request.client,
             user,
@@ -291,6 +309,14 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             db.session.commit()
             return None
         if not row.is_usable(now):
+            return None
+        if ts.bound_session_ended(row):
+            # Granted without offline_access: it ended with its browser session (OIDC
+            # Core 11). Revoke the family so introspection and the audit trail agree.
+            count = ts.revoke_family(row.family_id)
+            audit.record("token.session_ended", user_id=row.user_id, client_id=row.client_id,
+                         family=row.family_id, revoked=count)  # fmt: skip
+            db.session.commit()
             return None
         return row
 
@@ -335,7 +361,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         if rotated != 1:
             db.session.rollback()
             raise InvalidGrantError("The refresh token has already been used.")
-        ctx = AuthContext(old.auth_time, old.acr, tuple(old.amr or ()), old.sid)
+        ctx = AuthContext(
+            old.auth_time, old.acr, tuple(old.amr or ()), old.sid, tuple(old.factor_ids or ())
+        )
         body = _token_response(
             self.request.client,
             user,
@@ -368,25 +396,137 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
 
 
 class PrivateKeyJWT(JWTBearerClientAssertion):
-    """``private_key_jwt`` client authentication (OIDC Core 9, RFC 7523 3)."""
+    """``private_key_jwt`` client authentication (OIDC Core 9, RFC 7523 section 3).
+
+    Authlib checks the signature, ``iss`` = ``sub`` = the client, ``aud`` (this
+    provider, its token, introspection or revocation endpoint) and that ``exp`` has not
+    passed. On top of that, so that a captured assertion is worth little:
+
+    - ``exp`` at most :attr:`MAX_LIFETIME` (300 s) ahead of now: RFC 7523 section 3
+      item 4 lets the server reject an ``exp`` "unreasonably far in the future";
+    - ``iat`` required (OPTIONAL in OIDC Core 9), a number, not more than
+      :attr:`CLOCK_SKEW` (30 s) in the future and not older than :attr:`MAX_AGE` (300 s):
+      RFC 7523 section 3 item 6 lets the server reject an ``iat`` "unreasonably far in
+      the past";
+    - ``jti`` used once (OIDC Core 9: "these tokens MUST only be used once"): kept per
+      client in the store for as long as the assertion could be accepted, its ``exp``
+      plus the clock skew (RFC 7523 section 3 item 7), so a replay is refused while the
+      assertion is valid and nothing is kept longer than that.
+
+    Every refusal is ``invalid_client`` (RFC 6749 5.2) like the other failed client
+    authentications; the endpoints audit it (``token.refused``, ``client.auth_failed``).
+    """
 
     CLIENT_AUTH_METHOD = "private_key_jwt"
+    MAX_LIFETIME = 300  # seconds an assertion's exp may lie ahead of now
+    MAX_AGE = 300  # seconds since iat after which an assertion is too old
+    CLOCK_SKEW = 30  # seconds of allowed clock difference (exp, nbf and iat)
 
     def __init__(self, audiences: list[str]):
-        super().__init__(token_url=None, validate_jti=True)
+        super().__init__(token_url=None, validate_jti=True, leeway=self.CLOCK_SKEW)
         self._audiences = audiences
 
     def get_audiences(self) -> list[str]:
         return self._audiences
 
+    def extract_assertion(self, assertion: str):
+        """The unverified header and claims (RFC 7515 7.1 compact form), each read with
+        the request JSON rule (:func:`idp.web.parse_json`), so JSON nested past the
+        limit is a malformed assertion, not a RecursionError in the JOSE library."""
+        parts = assertion.split(".") if isinstance(assertion, str) else []
+        if len(parts) != 3:
+            raise InvalidClientError(description="Invalid JWT assertion.")
+        for part in parts[:2]:
+            try:
+                parse_json(urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+            except (binascii.Error, ValueError):  # JSONRefused is a ValueError
+                raise InvalidClientError(description="Invalid JWT assertion.") from None
+        return super().extract_assertion(assertion)
+
     def resolve_client_public_key(self, client: OAuthClient) -> KeySet:
-        return KeySet.import_key_set(client.jwks or {"keys": []})
+        """The client's registered JWKS (OIDC Core 9: the client's registered public
+        keys). A client that registered none, or that authenticates by another method,
+        cannot be named by an assertion."""
+        if client.token_endpoint_auth_method != self.CLIENT_AUTH_METHOD or not client.jwks:
+            raise InvalidClientError(
+                description=f"The client cannot authenticate with method: {self.CLIENT_AUTH_METHOD}"
+            )
+        try:
+            keys = KeySet.import_key_set(client.jwks)
+        except (JoseError, ValueError, TypeError, KeyError):
+            logging.getLogger(__name__).warning(
+                "client %s: its registered JWKS cannot be read", client.client_id
+            )
+            keys = None
+        if keys is None or not keys.keys:
+            raise InvalidClientError(description="The client has no usable registered keys.")
+        return keys
+
+    def process_assertion_claims(self, assertion: str, resolve_key) -> dict[str, Any]:
+        """Verify the signature (RFC 7523 section 3 item 9), then the claims.
+
+        The JOSE library's messages quote the header (``alg``, ``kid``, ``crit``), and
+        RFC 6749 5.2 allows only printable ASCII without ``"`` and ``\\`` in an
+        ``error_description`` (Authlib raises ValueError otherwise, a 500): other
+        characters are replaced."""
+        try:
+            token = jwt.decode(assertion, resolve_key)
+        except JoseError as exc:
+            raise InvalidClientError(description=self._describe(exc.description)) from None
+        self.verify_claims(token.claims)
+        return token.claims
+
+    @staticmethod
+    def _describe(text: str | None) -> str:
+        """*text* with what RFC 6749 5.2 forbids in error_description replaced by "?"."""
+        text = (text or "Invalid JWT assertion.")[:200]
+        return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)
+
+    def verify_claims(self, claims) -> None:
+        """RFC 7523 section 3 items 4 and 6 (lifetime and age) before Authlib's checks,
+        which end with the one-time use of ``jti`` (item 7)."""
+        now = time.time()
+        exp, iat = claims.get("exp"), claims.get("iat")
+        if not self._is_number(exp):
+            raise InvalidClientError(description="The assertion needs a numeric 'exp'.")
+        if exp > now + self.MAX_LIFETIME:
+            raise InvalidClientError(
+                description=f"The assertion's 'exp' is more than {self.MAX_LIFETIME} s ahead."
+            )
+        if not self._is_number(iat):
+            raise InvalidClientError(description="The assertion needs a numeric 'iat'.")
+        if iat > now + self.CLOCK_SKEW:
+            raise InvalidClientError(description="The assertion's 'iat' is in the future.")
+        if iat < now - self.MAX_AGE:
+            raise InvalidClientError(
+                description=f"The assertion was issued more than {self.MAX_AGE} s ago."
+            )
+        super().verify_claims(claims)
+
+    @staticmethod
+    def _is_number(value: Any) -> bool:
+        """A JSON number (RFC 7519 section 2, NumericDate): not a boolean, NaN or infinity."""
+        return (
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        )
 
     def validate_jti(self, claims, jti) -> bool:
-        exp = claims.get("exp")
-        ttl = max(60, int(exp - time.time()) + 60) if isinstance(exp, int | float) else 3600
-        key = f"client_assertion:{hash_token(str(claims.get('sub')) + '|' + str(jti))}"
-        return services().store.set_if_absent(key, b"1", min(ttl, 86400))
+        """Remember ``jti`` for this client until ``exp`` plus the clock skew: as long
+        as Authlib would accept the assertion (RFC 7523 section 3 item 7)."""
+        ttl = max(1, math.ceil(claims["exp"] + self.CLOCK_SKEW - time.time()))
+        client_and_jti = json.dumps([str(claims["sub"]), str(jti)])
+        key = f"client_assertion:{hash_token(client_and_jti)}"
+        return services().store.set_if_absent(key, b"1", ttl)
+
+
+def authenticate_client_secret_basic(query_client, request) -> OAuthClient | None:
+    """``client_secret_basic`` (RFC 6749 2.3.1) as Authlib does it, except that
+    credentials that are not base64 of UTF-8 text fail to authenticate the client
+    (``invalid_client``, RFC 6749 5.2) instead of raising UnicodeDecodeError (a 500)."""
+    try:
+        return basic_client_auth.authenticate_client_secret_basic(query_client, request)
+    except UnicodeDecodeError:
+        return None
 
 
 class Server(AuthorizationServer):
@@ -397,13 +537,40 @@ class Server(AuthorizationServer):
         return super().create_oauth2_request(request)
 
 
+def safe_error_description(text: str) -> str:
+    """*text* with every character RFC 6749 4.1.2.1 / 5.2 forbids in ``error_description``
+    (outside %x20-21 / %x23-5B / %x5D-7E) replaced by ``?``."""
+    return "".join(ch if 0x20 <= ord(ch) <= 0x7E and ch not in '"\\' else "?" for ch in text)
+
+
+def _sanitize_authlib_error_descriptions() -> None:
+    """Authlib quotes request values in its error descriptions ("The response type 'x'
+    is not supported") and then raises ``ValueError`` when one holds a character that
+    RFC 6749 forbids there (a quote, a backslash, any non-ASCII letter): a 500 for an
+    odd ``response_type``, ``redirect_uri`` or ``grant_type``. Every OAuth error is
+    built with such characters replaced instead (idempotent)."""
+    if getattr(OAuth2Error.__init__, "_idp_sanitizes", False):
+        return
+    original = OAuth2Error.__init__
+
+    def __init__(self, description=None, *args, **kwargs):  # noqa: N807
+        if isinstance(description, str):
+            description = safe_error_description(description)
+        original(self, description, *args, **kwargs)
+
+    __init__._idp_sanitizes = True  # type: ignore[attr-defined]
+    OAuth2Error.__init__ = __init__  # type: ignore[method-assign]
+
+
 def create_authorization_server(app: Flask) -> AuthorizationServer:
+    _sanitize_authlib_error_descriptions()
     issuer = app.extensions["idp"].settings.issuer
     server = Server()
     server.init_app(app, query_client=query_client, save_token=lambda token, request: None)
     server.register_grant(AuthorizationCodeGrant, [PKCE(required=True), IDToken()])
     server.register_grant(RefreshTokenGrant)
     server.register_grant(ClientCredentialsGrant)
+    server.register_client_auth_method("client_secret_basic", authenticate_client_secret_basic)
     server.register_client_auth_method(
         PrivateKeyJWT.CLIENT_AUTH_METHOD,
         PrivateKeyJWT([issuer, f"{issuer}/token", f"{issuer}/introspect", f"{issuer}/revoke"]),

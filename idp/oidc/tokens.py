@@ -34,6 +34,8 @@ class AuthContext:
     acr: str | None = None
     amr: tuple[str, ...] = ()
     sid: str | None = None
+    # The second factors the sign-in used (not a claim: removing one ends what it earned).
+    factor_ids: tuple[int, ...] = ()
 
     def claims(self) -> dict[str, Any]:
         """``auth_time``, ``acr``, ``amr`` and ``sid``, where known (OIDC Core 2)."""
@@ -148,8 +150,12 @@ class TokenService:
         family_id: str | None = None,
         code_id: int | None = None,
         expires_at=None,
+        offline: bool = False,
     ) -> str:
-        """Create a refresh token row (the token itself is returned, only its hash is kept)."""
+        """Create a refresh token row (the token itself is returned, only its hash is kept).
+
+        *offline* (``offline_access`` was granted) lets it outlive the browser session;
+        otherwise it is bound to ``ctx.sid`` and dies with that session (OIDC Core 11)."""
         token = secrets.token_urlsafe(32)
         db.session.add(
             RefreshToken(
@@ -163,6 +169,8 @@ class TokenService:
                 acr=ctx.acr,
                 amr=list(ctx.amr),
                 sid=ctx.sid,
+                factor_ids=list(ctx.factor_ids),
+                offline=offline,
                 access_token_jti=access_token_jti,
                 expires_at=expires_at
                 or utcnow() + timedelta(seconds=self.settings.tokens.refresh_token_ttl),
@@ -202,6 +210,37 @@ class TokenService:
             ):
                 self.revoke_access_token(row.access_token_jti)
         return count
+
+    def bound_session_ended(self, row: RefreshToken) -> bool:
+        """A refresh token without ``offline_access`` whose browser session has ended
+        (signed out, revoked, expired): it may not be used any more (OIDC Core 11)."""
+        return not row.offline and not self.svc.sessions.is_alive(row.sid)
+
+    def revoke_session_grants(self, user_id: int, sids: list[str]) -> int:
+        """Revoke the session-bound refresh-token families of the ended sessions *sids*
+        (grants with ``offline_access`` survive sign-out). The caller commits."""
+        families = db.session.execute(
+            db.select(RefreshToken.family_id)
+            .where(
+                RefreshToken.user_id == user_id,
+                RefreshToken.sid.in_(sids),
+                RefreshToken.offline.is_(False),
+                RefreshToken.revoked_at.is_(None),
+            )
+            .distinct()
+        ).scalars()
+        return sum(self.revoke_family(f) for f in list(families))
+
+    def revoke_for_factor(self, user_id: int, factor_id: int) -> int:
+        """Revoke every refresh-token family (offline ones too) earned with the second
+        factor *factor_id*, which is being removed. The caller commits."""
+        rows = db.session.execute(
+            db.select(RefreshToken.family_id, RefreshToken.factor_ids).where(
+                RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None)
+            )
+        ).all()
+        families = {f for f, ids in rows if factor_id in (ids or ())}
+        return sum(self.revoke_family(f) for f in families)
 
     def revoke_for_user(self, user_id: int) -> int:
         """Revoke all refresh-token families of a user (help desk, password reset)."""

@@ -7,7 +7,16 @@ from typing import Any
 from urllib.parse import urlencode
 
 from authlib.oauth2.base import OAuth2Error
-from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from .. import audit
 from ..auth.assurance import reachable
@@ -164,9 +173,20 @@ def consent() -> Response:
     client = query_client(txn.params.get("client_id"))
     if client is None:
         return error_page(400, "Unknown application", "This application is no longer registered.")
+    from ..auth.flow import evaluate
+
+    decision = evaluate(txn)
+    if decision is None or decision.step != "ok":
+        # Consent is the last step of a COMPLETE sign-in: with a second factor still
+        # pending (or any other step), nothing is shown or written; the user is taken
+        # back to the step the policy asks for.
+        audit.record_now("consent.refused", outcome="failure", user_id=user.id,
+                         client_id=client.client_id,
+                         reason=decision.step if decision else "no client")  # fmt: skip
+        return redirect(url_for("oidc.resume", txn=txn.id))
     scope = client.get_allowed_scope(txn.params.get("scope"))
     allow_form_action(txn.params.get("redirect_uri", ""))
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return Response(
             render_template(
                 "consent.html",
@@ -346,7 +366,12 @@ def introspect() -> Response:
         row = ts.find_refresh_token(tok)
         from ..models.base import utcnow
 
-        if row is not None and row.client_id == client.client_id and row.is_usable(utcnow()):
+        if (
+            row is not None
+            and row.client_id == client.client_id
+            and row.is_usable(utcnow())
+            and not ts.bound_session_ended(row)
+        ):
             user = db.session.get(User, row.user_id) if row.user_id else None
             if user is not None and user.is_active:
                 body = {

@@ -20,7 +20,6 @@ aggregates all workers.
 
 from __future__ import annotations
 
-import hmac
 import os
 import time
 from typing import Any
@@ -36,6 +35,7 @@ from prometheus_client import (
 )
 
 from ..config import Settings
+from ..security.crypto import equal
 
 # Latency buckets sized for an identity provider: most pages take milliseconds, a
 # password check tens of milliseconds, a push approval waits seconds.
@@ -136,7 +136,7 @@ def init_metrics(app: Flask, settings: Settings) -> None:
     def metrics_view() -> Response:
         if token:
             given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            if not equal(given.encode(), f"Bearer {token}".encode()):
                 resp = Response("unauthorized\n", status=401, mimetype="text/plain")
                 resp.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
                 return resp

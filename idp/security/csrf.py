@@ -11,6 +11,9 @@ import hashlib
 import hmac
 import time
 
+from .crypto import equal
+from .text import is_ascii_digits
+
 
 class CSRFError(Exception):
     """The form's CSRF token is missing, stale, or was not issued to this browser."""
@@ -35,7 +38,7 @@ class CSRFProtect:
         ts, _, mac = token.partition(".")
         # Compare bytes: compare_digest raises TypeError on non-ASCII str (a 500 for a
         # forged form field), and str.isdigit accepts digits int() does not.
-        if not (ts.isascii() and ts.isdigit()) or not hmac.compare_digest(
+        if not is_ascii_digits(ts) or not equal(
             mac.encode("utf-8"), self._mac(browser_id, ts).encode("ascii")
         ):
             raise CSRFError("invalid")

@@ -25,7 +25,7 @@ _ZXCVBN_LOCK = threading.Lock()
 
 # Runs of one character (or one short unit) repeated, and keyboard/alphabet/digit runs:
 # zxcvbn scores these low already, but a plain message helps the user more.
-_REPEAT = re.compile(r"^(.{1,3}?)\1+$", re.DOTALL)
+_REPEAT = re.compile(r"(.{1,3}?)\1+", re.DOTALL)
 _SEQUENCES = (
     "abcdefghijklmnopqrstuvwxyz",
     "0123456789",
@@ -114,7 +114,7 @@ def check_new_password(
     if not normalised.strip():
         return "The password cannot be only spaces."
     compact = normalised.replace(" ", "")
-    if _REPEAT.match(compact) or len(set(compact)) <= 2:
+    if _REPEAT.fullmatch(compact) or len(set(compact)) <= 2:
         return "Avoid repeated characters like “aaaa” or “abab”. " + TOO_COMMON
     if _is_sequence(normalised):
         return "Avoid sequences like “abcd”, “1234” or “qwerty”. " + TOO_COMMON

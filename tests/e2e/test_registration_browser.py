@@ -1,8 +1,9 @@
 """New User Registration in real Chromium, from a relying party's sign-in to its callback:
 
-register -> open the verification link from the outbox -> sign in -> the forced MFA
-set-up with a text-message code (read from the outbox, as the phone would receive it)
--> the relying party is reached with an AAL2 sign-in whose amr says ``sms``.
+register -> open the verification link from the outbox -> confirm it with the password
+(the "sign in again" of the journey) -> the forced MFA set-up with a text-message code
+(read from the outbox, as the phone would receive it) -> the relying party is reached
+with an AAL2 sign-in whose amr says ``sms``.
 
 The provider runs with MFA required since yesterday and console delivery, so both the
 email and the text message land in the provider's outbox file.
@@ -109,15 +110,16 @@ def test_register_verify_sign_in_and_set_up_sms(
     link = re.search(r"https?://\S+/\S+", message["text"])[0]
     assert link.startswith(live.issuer)
     page.goto(link)
-    expect(page.get_by_role("heading", name="Your email is verified", level=1)).to_be_visible()
-    snap(page, "verified")
-    page.get_by_role("link", name="Sign in").click()
-
-    # Sign in again: the application's request continues, and MFA set-up is required.
-    expect(page.get_by_role("heading", name="Sign in", level=1)).to_be_visible()
-    page.get_by_label("Email address").fill(EMAIL)
+    # Opening the link shows a page; the password confirms it (and signs in again).
+    expect(page.get_by_role("heading", name="Confirm your email address", level=1)).to_be_visible()
+    checked(page, browser_log, "confirm-email")
+    page.get_by_label("Password").fill(PASSWORD + " typo")
+    page.get_by_role("button", name="Confirm and sign in").click()
+    expect(page.get_by_role("alert").first).to_be_visible()
     page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Confirm and sign in").click()
+
+    # The application's request continues, and MFA set-up is required.
     expect(page).to_have_url(re.compile(r"/mfa/setup\?txn="))
     expect(page.get_by_role("button", name="Remind me later")).to_have_count(0)
     checked(page, browser_log, "setup")

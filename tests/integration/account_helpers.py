@@ -32,6 +32,15 @@ def post(client, path: str, data: dict, *, form_path: str | None = None, names=(
     return client.post(path, data=fields)
 
 
+def sent(resp):
+    """Read the body, then close the response as a WSGI server does: the work scheduled
+    for after the response (emails that must not change the answer's timing) runs then.
+    Returns *resp*."""
+    resp.get_data()
+    resp.close()
+    return resp
+
+
 def text(resp) -> str:
     return resp.get_data(as_text=True)
 
@@ -82,8 +91,9 @@ def signin(client, email: str, password: str, **extra):
     return post(client, "/signin", {"email": email, "password": password, **extra})
 
 
-def add_totp(app, email: str) -> str:
-    """Give the user an authenticator app; returns its secret (base32)."""
+def add_totp(app, email: str, step: int | None = None) -> str:
+    """Give the user an authenticator app (proven with the code of time step *step*, by
+    default the current one); returns its secret (base32)."""
     from idp.extensions import db
     from idp.models import User
     from tests.integration.mfa_helpers import totp_code
@@ -93,7 +103,7 @@ def add_totp(app, email: str) -> str:
         impl = app.extensions["idp.mfa"].registry["totp"]
         data = impl.begin_enrollment(user, binding="test-setup")
         secret = data["secret_grouped"].replace(" ", "")
-        impl.finish_enrollment(user, totp_code(secret), "Phone", binding="test-setup")
+        impl.finish_enrollment(user, totp_code(secret, step), "Phone", binding="test-setup")
         db.session.commit()
     return secret
 

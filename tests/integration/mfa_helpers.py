@@ -110,3 +110,18 @@ def webauthn_options(rp: MockRP, resp: Response, purpose: str) -> str:
 
 def submit_credential(rp: MockRP, resp: Response, credential: dict, **fields) -> Response:
     return rp.submit(resp, {"credential": json.dumps(credential), **fields})
+
+
+def shift_session(app, rp: MockRP, seconds: int, *, keep: tuple[str, ...] = ()) -> None:
+    """Move the browser session's sign-in times *seconds* into the past (every method
+    but those in *keep*), as if they had passed that long ago."""
+    from idp.security.crypto import hash_token
+
+    svc = app.extensions["idp"]
+    cookie = rp.transport.client.get_cookie(svc.settings.session.cookie_name)
+    key = f"session:{hash_token(cookie.value)}"
+    data = json.loads(svc.store.get(key))
+    data["methods"] = {m: t if m in keep else t - seconds for m, t in data["methods"].items()}
+    if not keep:
+        data["auth_time"] -= seconds
+    svc.store.set(key, json.dumps(data).encode(), 600)

@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import PASSWORD
 from tests.integration.account_helpers import (
     events,
+    form_fields,
     link_in,
     outbox,
     post,
@@ -46,6 +47,18 @@ def confirm_link(app, to=NEW) -> str:
     return link_in(mails[-1], "/account/email/confirm/")
 
 
+def confirm(client, link: str, password: str | None = None):
+    """Open the link's page (a GET changes nothing), then confirm it with a POST (the
+    password is asked when the browser is not signed in to the account)."""
+    page = client.get(link)
+    if page.status_code != 200:
+        return page
+    fields = form_fields(page, "csrf_token")
+    if password is not None:
+        fields["password"] = password
+    return client.post(link, data=fields)
+
+
 def test_account_page_links_to_the_changes(signed_in):
     page = text(signed_in.get("/account/security"))
     assert 'href="/account/password"' in page and 'href="/account/email"' in page
@@ -60,7 +73,10 @@ def test_change_is_confirmed_from_the_new_inbox(app, signed_in, ada):
     assert events(app, "email.change_requested")[-1][:2] == ("success", ada)
 
     other_browser = app.test_client()  # the link works wherever the inbox is read
-    done = other_browser.get(confirm_link(app))
+    page = other_browser.get(confirm_link(app))
+    assert page.status_code == 200 and 'name="password"' in text(page)
+    assert user_row(app, EMAIL) is not None  # opening the link changed nothing
+    done = confirm(other_browser, confirm_link(app), PASSWORD)
     assert done.status_code == 200 and NEW in text(done)
     assert user_row(app, EMAIL) is None
     uid, verified, _hash, _name = user_row(app, NEW)
@@ -109,9 +125,10 @@ def test_bad_addresses_are_refused(app, signed_in, address, message):
 def test_reused_link_is_refused(app, signed_in):
     request_change(signed_in)
     link = confirm_link(app)
-    assert signed_in.get(link).status_code == 200
+    assert 'name="password"' not in text(signed_in.get(link))  # signed in: a button only
+    assert confirm(signed_in, link).status_code == 200
     again = signed_in.get(link)
-    assert again.status_code == 400 and "already used" in text(again)
+    assert again.status_code == 400
 
 
 @pytest.mark.parametrize("mangle", [lambda t: t[:-2] + "zz", lambda t: t.replace(".", "", 1)])
@@ -146,7 +163,7 @@ def test_an_older_link_dies_when_the_address_changes(app, signed_in):
     request_change(signed_in, "first@example.com")
     request_change(signed_in, "second@example.com")
     first = confirm_link(app, "first@example.com")
-    assert signed_in.get(confirm_link(app, "second@example.com")).status_code == 200
+    assert confirm(signed_in, confirm_link(app, "second@example.com")).status_code == 200
     resp = signed_in.get(first)
     assert resp.status_code == 400 and "not valid" in text(resp)
     assert user_row(app, "second@example.com") is not None
@@ -156,7 +173,7 @@ def test_an_older_link_dies_when_the_address_changes(app, signed_in):
 def test_address_taken_before_the_link_is_opened(app, signed_in, make_user):
     request_change(signed_in)
     make_user(email=NEW, name="Someone else")
-    resp = signed_in.get(confirm_link(app))
+    resp = confirm(signed_in, confirm_link(app))
     assert resp.status_code == 409 and "belongs to another account" in text(resp)
     assert user_row(app, EMAIL) is not None and user_row(app, NEW)[3] == "Someone else"
 
@@ -168,7 +185,7 @@ def test_the_unique_constraint_wins_a_race_without_a_500(app, signed_in, make_us
     request_change(signed_in)
     make_user(email=NEW, name="Someone else")
     monkeypatch.setattr(email_change, "_address_in_use", lambda address, user_id: False)
-    resp = signed_in.get(confirm_link(app))
+    resp = confirm(signed_in, confirm_link(app))
     assert resp.status_code == 409
     assert user_row(app, EMAIL) is not None
     assert events(app, "email.change_failed")[-1][2]["reason"] == "address in use"

@@ -487,3 +487,29 @@ class TestLockout:
         assert resp.is_redirect, (resp.status, resp.text[:300])
         assert "lookup" in complete(rp, resp)["amr"]
         assert remaining(app) == 9
+
+
+def test_new_codes_during_a_challenge_do_not_count_as_a_passed_factor(app, rp_factory):
+    """Creating recovery codes verifies nothing: inside a sign-in that asks for a factor
+    within max_age, new codes (and "I saved my codes") must not satisfy the challenge."""
+    from tests.integration.mfa_helpers import shift_session
+
+    _, _, codes = totp_then_codes(rp_factory)
+    # Sign in with a recovery code; two minutes pass.
+    rp, page = at_recovery_challenge(rp_factory)
+    complete(rp, submit(rp, page, {"code": codes[0]}))
+    shift_session(app, rp, 120)
+
+    # A request for a factor at most 60 s old: password again, then the challenge.
+    resp = walk(rp, rp.start(acr_values="urn:idp:acr:mfa", max_age="60"),
+                email=EMAIL, password=PASSWORD)  # fmt: skip
+    assert path_of(resp) == "/mfa/challenge", resp.url
+    txn = re.search(r"txn=([\w-]+)", resp.url).group(1)
+    page = get(rp, f"/mfa/setup/recovery?txn={txn}")
+    assert page.status == 200, (page.status, page.location)
+    page = create_codes(rp, page)
+    resp = submit(rp, page)  # "I saved my codes"
+    resp = walk(rp, resp, email=EMAIL, password=PASSWORD)
+    # Still at the challenge: no code was issued to the client.
+    assert not (resp.is_redirect and resp.location.startswith(CB)), resp.location
+    assert path_of(resp) == "/mfa/challenge", resp.url

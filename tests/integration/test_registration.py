@@ -1,5 +1,6 @@
-"""New User Registration: the form, no enumeration, the verification link (signed, single
-use, 24 h), unverified accounts kept out of sign-in, rate limits, the on/off switch, and
+"""New User Registration: the form, no enumeration, registration attempts confirmed by
+their own link (signed, single use, 24 h) and their own password (no pre-account
+hijack), pending registrations kept out of sign-in, rate limits, the on/off switch, and
 the way back to the application that sent the user."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tests.integration.account_helpers import (
     link_in,
     outbox,
     post,
+    sent,
     signin,
     text,
     user_row,
@@ -40,13 +42,30 @@ def settings(tmp_path, keys_dir, overrides):
 def register(client, email=NEW, password=STRONG, confirm=None, name="Grace Hopper", **extra):
     data = {"name": name, "email": email, "password": password,
             "password_confirm": password if confirm is None else confirm, **extra}  # fmt: skip
-    return post(client, "/register", data, form_path=extra.pop("form_path", "/register"))
+    return sent(post(client, "/register", data, form_path=extra.pop("form_path", "/register")))
 
 
-def verify_link(app, email=NEW) -> str:
+def verify_link(app, email=NEW, index=-1) -> str:
     mails = [m for m in outbox(app, "account.verify_email") if m["to"] == email]
     assert mails, outbox(app)
-    return link_in(mails[-1], "/verify/")
+    return link_in(mails[index], "/verify/")
+
+
+def confirm(client, link: str, password: str = STRONG):
+    """Open the link (a page), then confirm it with the password (the POST)."""
+    return post(client, link, {"password": password}, names=("password",))
+
+
+def attempts(app, email=NEW) -> list[tuple[int, str, str]]:
+    """(id, name, password hash) of the pending registration attempts for *email*."""
+    from idp.extensions import db
+    from idp.models import RegistrationAttempt
+
+    with app.app_context():
+        rows = db.session.execute(
+            db.select(RegistrationAttempt).filter_by(email=email).order_by(RegistrationAttempt.id)
+        ).scalars()
+        return [(a.id, a.name, a.password_hash) for a in rows]
 
 
 # -- the form --------------------------------------------------------------------------
@@ -67,37 +86,81 @@ def test_form_has_labels_for_every_field(client):
     assert "<script" not in page  # no inline script (CSP)
 
 
-def test_register_then_verify_then_sign_in(app, client):
+def test_register_then_confirm_with_the_password_then_signed_in(app, client):
     resp = register(client)
     assert resp.status_code == 303 and resp.location.endswith("/register/sent")
     page = client.get(resp.location)
     assert "Check your email" in text(page)
-    uid, verified, pw_hash, name = user_row(app, NEW)
-    assert verified is False and name == "Grace Hopper"
+    # No account yet: a registration attempt, with the password hashed.
+    assert user_row(app, NEW) is None
+    [(attempt_id, name, pw_hash)] = attempts(app)
+    assert name == "Grace Hopper"
     assert pw_hash.startswith("$argon2id$") and STRONG not in pw_hash
-    assert [(o, u) for o, u, _ in events(app, "user.registered")] == [("success", uid)]
+    assert events(app, "user.registration_started")[0][2]["attempt"] == attempt_id
     [mail] = outbox(app, "account.verify_email")
     assert mail["to"] == NEW and "Confirm your email" in mail["subject"]
-    assert "24 hours" in mail["text"]
+    assert "24 hours" in mail["text"] and "password you chose" in mail["text"]
 
-    # Not yet verified: the right password gets "verify first" and a fresh link.
+    # Not yet confirmed: the right password gets "verify first" and a fresh link.
     before = len(outbox(app, "account.verify_email"))
     denied = signin(client, NEW, STRONG)
     assert denied.status_code == 403
     assert "Verify your email address first" in text(denied)
     assert client.get_cookie("idp_session") is None
     assert len(outbox(app, "account.verify_email")) == before + 1
-    assert events(app, "login.failure")[-1][2]["reason"] == "email_unverified"
+    assert events(app, "login.failure")[-1][2]["reason"] == "registration_pending"
 
-    done = client.get(verify_link(app))
-    assert done.status_code == 200
-    assert "Your email is verified. Sign in to continue." in text(done)
-    assert 'href="/signin"' in text(done)
-    assert user_row(app, NEW)[1] is True
+    # Opening the link shows a page and changes nothing (a mail scanner confirms nothing).
+    link = verify_link(app)
+    shown = client.get(link)
+    assert shown.status_code == 200 and "Confirm your email address" in text(shown)
+    assert user_row(app, NEW) is None and client.get(link).status_code == 200
+
+    done = confirm(client, link)
+    assert done.status_code == 200, text(done)
+    assert "Your email is verified and you are signed in" in text(done)
+    uid, verified, pw_hash_now, name = user_row(app, NEW)
+    assert verified is True and pw_hash_now == pw_hash and name == "Grace Hopper"
+    assert events(app, "user.registered")[-1][1] == uid
     assert events(app, "email.verified")[-1][1] == uid
+    assert attempts(app) == []
+    assert client.get_cookie("idp_session") is not None  # confirming signed in
 
     ok = signin(client, NEW, STRONG)
-    assert ok.status_code == 302 and client.get_cookie("idp_session") is not None
+    assert ok.status_code == 302
+
+
+def test_confirming_needs_the_password_of_the_attempt(app, client):
+    register(client)
+    link = verify_link(app)
+    wrong = confirm(client, link, "not the password at all")
+    assert wrong.status_code == 400 and "not the password chosen" in text(wrong)
+    assert user_row(app, NEW) is None
+    assert events(app, "email.verify_failed")[-1][2]["reason"] == "bad_password"
+    # Five wrong passwords burn the link.
+    for _ in range(4):
+        confirm(client, link, "still not the password")
+    resp = client.get(link)
+    assert resp.status_code == 400 and user_row(app, NEW) is None
+    assert confirm_status(client, link) == 400
+
+
+def confirm_status(client, link: str) -> int:
+    return client.get(link).status_code
+
+
+def test_a_get_of_the_link_never_confirms(app, client):
+    """Link scanners and previews follow links with GET (and HEAD): nothing happens."""
+    register(client)
+    link = verify_link(app)
+    for _ in range(3):
+        assert client.get(link).status_code == 200
+        assert client.head(link).status_code == 200
+    assert user_row(app, NEW) is None and len(attempts(app)) == 1
+    # A POST without the page's CSRF token does nothing either.
+    resp = client.post(link, data={"password": STRONG})
+    assert resp.status_code == 400 and user_row(app, NEW) is None
+    assert confirm(client, link).status_code == 200
 
 
 def test_unverified_wrong_password_gets_the_generic_message_and_no_mail(app, client):
@@ -154,29 +217,12 @@ def test_taken_email_costs_the_same_work(app, client, make_user, monkeypatch):
     assert calls == [STRONG, STRONG]
 
 
-def test_second_registration_of_an_unverified_address_only_resends(app, client):
+def test_each_registration_of_a_pending_address_is_an_attempt_of_its_own(app, client):
     register(client, password=STRONG)
-    first = user_row(app, NEW)
     again = register(client, password="an entirely different passphrase", name="Mallory")
     assert again.status_code == 303
-    assert user_row(app, NEW) == first  # neither the password nor the name was replaced
-    assert len([m for m in outbox(app, "account.verify_email") if m["to"] == NEW]) == 2
-    assert events(app, "user.register_repeat")
-
-
-def test_concurrent_registration_of_one_address_is_not_an_error(app, client, monkeypatch):
-    """The unique constraint catches a registration that raced ours: same answer, no 500."""
-    from idp.account import registration
-
-    register(client)  # the "other" request, already committed
-    real = registration._existing
-    first_lookup_misses = iter([None])
-    monkeypatch.setattr(
-        registration, "_existing", lambda email: next(first_lookup_misses, real(email))
-    )
-    resp = register(client, name="Second")
-    assert resp.status_code == 303 and resp.location.endswith("/register/sent")
-    assert user_row(app, NEW)[3] == "Grace Hopper"
+    assert [name for _, name, _ in attempts(app)] == ["Grace Hopper", "Mallory"]
+    assert user_row(app, NEW) is None
     assert len([m for m in outbox(app, "account.verify_email") if m["to"] == NEW]) == 2
 
 
@@ -201,6 +247,8 @@ def test_concurrent_registration_of_one_address_is_not_an_error(app, client, mon
         ({"name": "n" * 201}, "name", "at most 200"),
         ({"name": "Grace\x00Hopper"}, "name", "letters, spaces and punctuation"),
         ({"email": "grace\x00@example.com"}, "email", "like name@example.com"),
+        ({"email": "grace\n@example.com"}, "email", "like name@example.com"),
+        ({"email": "grace@example.com\nBcc: x@example.org"}, "email", "like name@example.com"),
     ],
 )
 def test_bad_input_is_refused_with_a_message_on_the_field(app, client, make_user, fields,
@@ -214,7 +262,7 @@ def test_bad_input_is_refused_with_a_message_on_the_field(app, client, make_user
     assert message in page
     assert f'id="{field}-error"' in page and 'aria-invalid="true"' in page
     assert 'role="alert"' in page
-    assert user_row(app, NEW) is None and not outbox(app)
+    assert user_row(app, NEW) is None and attempts(app) == [] and not outbox(app)
     # The same mistake with a taken address gets the same page (no enumeration).
     again = register(client, email="ada@example.com" if email == NEW else email, **fields)
     assert again.status_code == 400 and message in text(again)
@@ -240,9 +288,9 @@ def test_missing_csrf_token_is_refused(app, client):
 def test_reused_link_is_refused(app, client):
     register(client)
     link = verify_link(app)
-    assert client.get(link).status_code == 200
+    assert confirm(client, link).status_code == 200
     again = client.get(link)
-    assert again.status_code == 400 and "already used" in text(again)
+    assert again.status_code == 400
     assert 'href="/signin"' in text(again)
 
 
@@ -252,35 +300,39 @@ def test_tampered_link_is_refused(app, client, mangle):
     token = verify_link(app).rsplit("/", 1)[1]
     resp = client.get(f"/verify/{mangle(token)}")
     assert resp.status_code == 400 and "not valid" in text(resp)
-    assert user_row(app, NEW)[1] is False
+    assert user_row(app, NEW) is None
     assert events(app, "email.verify_failed")[-1][2]["reason"] == "InvalidLink"
 
 
 def test_expired_link_is_refused(app, client):
     from idp.account import links
     from idp.extensions import db
-    from idp.models import User
+    from idp.models import RegistrationAttempt
 
     register(client)
     with app.test_request_context():
-        user = db.session.execute(db.select(User).filter_by(email=NEW)).scalar_one()
-        token = links.issue("verify_email", user, 86400, now=int(time.time()) - 86401)
+        attempt = db.session.execute(db.select(RegistrationAttempt)).scalar_one()
+        token = links.issue("verify_email", attempt, 86400, now=int(time.time()) - 86401)
     resp = client.get(f"/verify/{token}")
     assert resp.status_code == 400 and "expired" in text(resp)
-    assert user_row(app, NEW)[1] is False
+    assert user_row(app, NEW) is None
 
 
-def test_link_issued_for_a_previous_address_is_refused(app, client):
+def test_link_of_an_account_whose_address_changed_is_refused(app, client, make_user):
+    """A help-desk reset makes an account prove its address again; the link dies when
+    the address changes."""
+    from idp.account import links
     from idp.extensions import db
     from idp.models import User
 
-    register(client)
-    link = verify_link(app)
-    with app.app_context():
-        user = db.session.execute(db.select(User).filter_by(email=NEW)).scalar_one()
+    uid, _ = make_user(email=NEW)
+    with app.test_request_context():
+        user = db.session.get(User, uid)
+        user.email_verified = False
+        token = links.issue("verify_email", user, 3600)
         user.email = "changed@example.com"
         db.session.commit()
-    resp = client.get(link)
+    resp = client.get(f"/verify/{token}")
     assert resp.status_code == 400 and user_row(app, "changed@example.com")[1] is False
 
 
@@ -301,7 +353,7 @@ def test_per_ip_limit(app, client):
     resp = register(client, email="a3@example.com")
     assert resp.status_code == 429 and int(resp.headers["Retry-After"]) > 0
     assert "Too many attempts" in text(resp)
-    assert user_row(app, "a3@example.com") is None
+    assert attempts(app, "a3@example.com") == []
 
 
 @pytest.mark.parametrize("overrides", [{"registration": {"per_ip_per_hour": 1}}])
@@ -341,7 +393,7 @@ def test_store_down_fails_closed(settings):
         data.update(name="G H", email=NEW, password=STRONG, password_confirm=STRONG)
         resp = client.post("/register", data=data)
         assert resp.status_code == 503
-        assert user_row(app, NEW) is None
+        assert user_row(app, NEW) is None and attempts(app) == []
     finally:
         with app.app_context():
             db.session.remove()
@@ -374,12 +426,12 @@ def test_registration_from_an_application_returns_to_it_and_asks_for_mfa(app, ma
     resp = submit(rp, reg, {"name": "Grace Hopper", "email": NEW, "password": STRONG,
                             "password_confirm": STRONG})  # fmt: skip
     assert resp.status == 303 and "txn=" in resp.location
-    verified = get(rp, verify_link(app))
-    assert "Your email is verified" in verified.text
-    back = re.search(r'href="(/signin\?txn=[^"]+)"', verified.text)
-    assert back, verified.text
-    page = walk(rp, get(rp, back.group(1).replace("&amp;", "&")), email=NEW, password=STRONG)
-    # A brand-new user after the enforcement date must set up a factor now.
+    page = get(rp, verify_link(app))
+    assert "Confirm your email address" in page.text
+    # Confirming in the browser that started the sign-in takes the application's
+    # sign-in on: a brand-new user after the enforcement date must set up a factor now.
+    resp = submit(rp, page, {"password": STRONG})
+    page = walk(rp, resp, email=NEW, password=STRONG)
     assert path_of(page) == "/mfa/setup", page.url
     assert "Remind me later" not in page.text
 
@@ -391,7 +443,7 @@ def test_before_the_enforcement_date_a_new_user_may_postpone(app, make_client):
     reg = get(rp, "/register")
     submit(rp, reg, {"name": "Grace Hopper", "email": NEW, "password": STRONG,
                      "password_confirm": STRONG})  # fmt: skip
-    get(rp, verify_link(app))
+    submit(rp, get(rp, verify_link(app)), {"password": STRONG})
     page = walk(rp, rp.start(), email=NEW, password=STRONG)
     assert path_of(page) == "/mfa/setup"
     assert "Remind me later" in page.text

@@ -318,8 +318,8 @@ def test_wrong_type_for_secret_does_not_echo_value(tmp_path: Path) -> None:
         ("[login]\nlockout_seconds = 0\n", "[login] lockout_seconds must be at least 1"),
         ("[login]\nper_ip_per_minute = 0\n", "[login] per_ip_per_minute must be at least 1"),
         (
-            "[login]\nper_account_ip_per_minute = 0\n",
-            "[login] per_account_ip_per_minute must be at least 1",
+            "[login]\nfailures_per_account_ip_per_minute = 0\n",
+            "[login] failures_per_account_ip_per_minute must be at least 1",
         ),
         ("[password]\nmin_length = 7\n", "[password] min_length must be at least 8"),
         ("[password]\nmax_length = 63\n", "[password] max_length must be at least 64"),
