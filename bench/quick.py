@@ -61,7 +61,12 @@ def build(backend: str, tmp: Path, memory_cost: int):
         keys=replace(base.keys, directory=str(keys)),
         password=replace(base.password, memory_cost=memory_cost),
         delivery=replace(base.delivery, outbox=str(tmp / "outbox.jsonl")),
-        login=replace(base.login, per_ip_per_minute=10**6, per_account_ip_per_minute=10**6),
+        login=replace(
+            base.login,
+            per_ip_per_minute=10**6,
+            failures_per_ip_per_minute=10**6,
+            failures_per_account_ip_per_minute=10**6,
+        ),
         mfa=replace(base.mfa, recommend_second=False),
     )
     if backend == "postgres":
@@ -168,9 +173,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="idp-bench-"))
     app = build(args.backend, tmp, memory_cost=19456)
     from idp.extensions import db
-    from idp.mfa import totp as totp_mod
     from idp.models import Factor, User
     from idp.oidc.clients import create_client
+    from idp.security import totp as totp_mod
     from idp.services import services
 
     with app.app_context():

@@ -224,7 +224,8 @@ class Ours(Target):
             # Every benchmark client comes from 127.0.0.1: per-IP limits would throttle the
             # benchmark itself, so they are raised (still counted in Redis on every try).
             "IDP_LOGIN_PER_IP_PER_MINUTE": "1000000",
-            "IDP_LOGIN_PER_ACCOUNT_IP_PER_MINUTE": "1000000",
+            "IDP_LOGIN_FAILURES_PER_ACCOUNT_IP_PER_MINUTE": "1000000",
+            "IDP_LOGIN_FAILURES_PER_IP_PER_MINUTE": "1000000",
             "IDP_MFA_RECOMMEND_SECOND": "false",
             "IDP_OPS_LOG_LEVEL": "WARNING",
         }

@@ -85,26 +85,18 @@ def create_app(
     from .account.views import bp as account_bp
     from .audit import init_audit
     from .auth.views import bp as auth_bp
-    from .mfa.service import MFAService
-    from .mfa.views import bp as mfa_bp
+    from .mfa import init_mfa
     from .oidc.views import init_oidc
     from .ops import health_bp, init_metrics, init_request_ids
     from .web import init_web
 
-    app.extensions["idp.mfa"] = MFAService(app.extensions["idp"])
+    init_mfa(app)
     init_audit(app, settings.audit.seal_interval)
     init_request_ids(app)
     init_metrics(app, settings)
     init_web(app)
     app.register_blueprint(health_bp)
     app.register_blueprint(auth_bp)
-    app.register_blueprint(mfa_bp)
-    from .mfa.push_api import bp as push_api_bp
-    from .mfa.push_views import bp as push_pages_bp
-
-    # The app's API authenticates by device signature (no cookies, no CSRF token).
-    app.register_blueprint(push_api_bp)
-    app.register_blueprint(push_pages_bp)
     app.register_blueprint(account_bp)
     from .delivery.views import init_dev
 

@@ -1,15 +1,16 @@
 """Typed settings for the identity provider.
 
-Settings are assembled from three layers, later layers winning:
+Settings come from three layers, later layers winning: built-in defaults (safe for local
+development only); a TOML file named by the ``path`` argument or ``IDP_CONFIG``; and
+environment variables, ``IDP_<KEY>`` for top-level keys (``IDP_SECRET_KEY``) and
+``IDP_<SECTION>_<KEY>`` for keys in a section (``IDP_STORE_REDIS_URL``).
 
-1. built-in defaults (safe for local development only);
-2. a TOML file, named by the ``path`` argument or the ``IDP_CONFIG`` environment variable;
-3. environment variables: ``IDP_<KEY>`` for top-level keys (``IDP_SECRET_KEY``) and
-   ``IDP_<SECTION>_<KEY>`` for keys inside a section (``IDP_STORE_REDIS_URL``).
-
-Every problem is reported as a :class:`ConfigError` whose message is one line naming the
-offending key, so that start-up can print it and exit. See ``config.example.toml`` at the
-project root for every key with its default and a recommendation.
+Each ``[section]`` is a frozen pydantic dataclass whose fields declare, once, their type,
+default, description, range or choices and the reason a refusal gives; building a section
+(``dataclasses.replace`` included) checks them. :func:`validate` adds the rules that tie
+fields together and the production rules. Every problem is a :class:`ConfigError` with a
+one-line message naming the key; unknown sections, keys and ``IDP_*`` environment
+variables are refused with a did-you-mean. ``config.example.toml`` documents every key.
 """
 
 import base64
@@ -17,348 +18,464 @@ import binascii
 import dataclasses
 import datetime
 import difflib
+import functools
 import os
 import re
 import tomllib
 import typing
-import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Literal, NoReturn
+from urllib.parse import SplitResult, urlsplit
+
+import pydantic
+from pydantic import AfterValidator, Field
+from pydantic.fields import FieldInfo
 
 __all__ = [
-    "DEV_ENCRYPTION_KEY",
-    "DEV_SECRET_KEY",
-    "ConfigError",
-    "DatabaseSettings",
-    "KeySettings",
-    "LoginSettings",
-    "PasswordSettings",
-    "PushSettings",
-    "RegistrationSettings",
-    "SecuritySettings",
-    "ServerSettings",
-    "SessionSettings",
-    "Settings",
-    "StoreSettings",
-    "TokenSettings",
-    "UISettings",
-    "development_warnings",
-    "load_settings",
+    "DEV_ENCRYPTION_KEY", "DEV_SECRET_KEY", "NON_SETTING_VARIABLES", "ConfigError",
+    "DatabaseSettings", "KeySettings", "LoginSettings", "PasswordSettings", "PushSettings",
+    "RegistrationSettings", "SecuritySettings", "ServerSettings", "SessionSettings", "Settings",
+    "StoreSettings", "TokenSettings", "UISettings", "development_warnings", "load_settings",
     "validate",
-]
+]  # fmt: skip
 
 #: Secret key used when none is configured. Refused when ``env = "production"``.
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production"
-
 #: urlsafe base64 of the 32 bytes ``b"dev-only-insecure-encryption-key"``.
 #: Refused (under any key id) when ``env = "production"``.
 DEV_ENCRYPTION_KEY = "ZGV2LW9ubHktaW5zZWN1cmUtZW5jcnlwdGlvbi1rZXk="
-
-ENVIRONMENTS = ("development", "test", "production")
-STORE_BACKENDS = ("memory", "redis")
-KEY_ALGORITHMS = ("RS256", "ES256")
+FACTOR_TYPES = ("totp", "webauthn", "recovery", "push", "email", "sms", "voice")
+AdminAcr = Literal[
+    "urn:idp:acr:mfa",
+    "http://idmanagement.gov/ns/assurance/aal/2",
+    "http://idmanagement.gov/ns/assurance/aal/2?phishing_resistant=true",
+]
+ADMIN_ACRS: tuple[str, ...] = typing.get_args(AdminAcr)
 
 ENV_PREFIX = "IDP_"
 CONFIG_ENV_VAR = "IDP_CONFIG"
+#: ``IDP_*`` environment variables that belong to the project but are not settings, with
+#: where they are read. Any other ``IDP_*`` variable must name a setting, so that a typo
+#: is refused instead of ignored: add a variable here when the project reads a new one.
+NON_SETTING_VARIABLES: Mapping[str, str] = MappingProxyType({
+    CONFIG_ENV_VAR: "idp/config.py: the TOML file to load",
+    "IDP_LOG_CONFIG": "idp/app.py: log the effective settings at start-up",
+    "IDP_BIND": "gunicorn.conf.py: the address to listen on",
+    "IDP_THREADS": "gunicorn.conf.py: threads per worker",
+    "IDP_WORKER_TIMEOUT": "gunicorn.conf.py: seconds before a stuck worker is replaced",
+    "IDP_GRACEFUL_TIMEOUT": "gunicorn.conf.py: seconds requests in flight get on SIGTERM",
+    "IDP_FORWARDED_ALLOW_IPS": "gunicorn.conf.py: proxies whose forwarded headers count",
+    "IDP_ACCESS_LOG": "gunicorn.conf.py: the access log file",
+    "IDP_VERIFY_STATE": "clients/verify: the companion app's state file",
+    "IDP_TEST_REQUIRE": "tests, .ci/: services whose absence fails the test run",
+    "IDP_TEST_POSTGRES_URL": "tests: the PostgreSQL server",
+    "IDP_TEST_REDIS_URL": "tests: the Redis server",
+})  # fmt: skip
 
 _MASK = "***"
-_ENCRYPTION_KEY_BYTES = 32
+_KEY_BYTES = 32
 _MIN_PRODUCTION_SECRET_LENGTH = 32
 _URLSAFE_B64 = re.compile(r"[A-Za-z0-9_-]+={0,2}")
-# RFC 6265 section 4.1.1: cookie-name is an RFC 2616 token.
-_COOKIE_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_COOKIE_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 6265 4.1.1: an RFC 2616 token
 _SQLALCHEMY_URL = re.compile(r"[A-Za-z][A-Za-z0-9+_.-]*://")
 _BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+_URL_FIELDS = {("database", "url"), ("store", "redis_url")}  # as_dict masks their passwords
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+_KEYGEN = 'python -c "import base64,os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())"'
+_SECRETGEN = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
+_SECONDS = " seconds"
 
 
 class ConfigError(Exception):
     """A configuration problem; the message is one line that names the offending key."""
 
 
-# --------------------------------------------------------------------------------------
-# Settings dataclasses
-# --------------------------------------------------------------------------------------
+class _Problem(ConfigError):
+    """A refused value of one key; :func:`load_settings` adds the variable it came from."""
+
+    def __init__(self, section: str, key: str, problem: str, var: str | None = None) -> None:
+        self.section, self.key, self.problem = section, key, problem
+        source = f" (from {var})" if var else ""
+        super().__init__(f"config: {_label(section, key)}{source} {problem}")
 
 
-@dataclasses.dataclass(frozen=True)
-class ServerSettings:
+def _fail(message: str) -> NoReturn:
+    raise ConfigError(f"config: {message}")
+
+
+def _label(section: str, key: str) -> str:
+    return f"[{section}] {key}" if section else key
+
+
+# ---------------------------------------------------------------- declaring settings
+
+
+def _field(default: Any, doc: str, *, why: str = "", secret: bool = False, **rules: Any) -> Any:
+    """A setting: its default, description, rules (``ge``, ``le``, ...) and ``why``, the
+    unit or reason a range message ends with ("must be at least 60 seconds (got 5)")."""
+    extra = {"why": why} if why else None
+    return Field(default, description=doc, repr=not secret, json_schema_extra=extra, **rules)
+
+
+def _rule(test: Callable[[Any], Any], problem: str, each: bool = False) -> AfterValidator:
+    """Refuse a value (with ``each``: an item of it) for which ``test`` is false, with
+    ``problem`` shown after the key's name; ``{0}`` in it is the value (or item)."""
+
+    def check(value: Any) -> Any:
+        for item in value if each else (value,):
+            if not test(item):
+                raise ValueError(problem.format(item))
+        return value
+
+    return AfterValidator(check)
+
+
+def _decode_key(value: str) -> bytes | None:
+    """Decode urlsafe base64 (padding optional); None when it is not valid base64."""
+    value = value.strip()
+    if not _URLSAFE_B64.fullmatch(value):
+        return None
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _issuer(value: str) -> str:
+    # Relying parties compare the issuer byte for byte (OpenID Connect Discovery 1.0,
+    # section 4.3), so keep one canonical form without trailing slash.
+    issuer, example = value.rstrip("/"), "such as 'https://id.example.com'"
+    if any(ch.isspace() for ch in issuer):
+        raise ValueError(f"must be an http(s) URL {example} without spaces (got {issuer!r})")
+    parts = _split(issuer)
+    try:
+        parts is None or parts.port  # noqa: B018 - raises ValueError for an invalid port
+    except ValueError:
+        raise ValueError(f"has an invalid port (got {issuer!r})") from None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http(s) URL {example} (got {issuer!r})")
+    if "?" in issuer or "#" in issuer:
+        raise ValueError("must not contain a query or fragment (OpenID Connect Core 1.0, "
+                         f"section 1.2) (got {issuer!r})")  # fmt: skip
+    if "@" in parts.netloc:
+        raise ValueError("must not contain user information (user:password@)")
+    return issuer
+
+
+def _encryption_keys(keys: Mapping[str, str]) -> Mapping[str, str]:
+    if not keys:
+        raise ValueError("must contain at least one key")
+    for kid, value in keys.items():
+        decoded = _decode_key(value)
+        if not kid.strip():
+            raise ValueError("has an empty key id")
+        if decoded is None:
+            raise ValueError(f"key {kid!r} is not urlsafe base64 (generate one with: {_KEYGEN})")
+        if len(decoded) != _KEY_BYTES:
+            raise ValueError(f"key {kid!r} must decode to exactly {_KEY_BYTES} bytes for "
+                             f"AES-256-GCM (got {len(decoded)} bytes)")  # fmt: skip
+    return MappingProxyType(dict(keys))  # a read-only copy: the caller's dict may change
+
+
+def _is_date(text: str) -> bool:
+    try:
+        return not text or bool(datetime.date.fromisoformat(text))
+    except ValueError:
+        return False
+
+
+def _is_origin(origin: str) -> bool:
+    parts = _split(origin)
+    return bool(parts and parts.scheme in ("https", "http") and parts.netloc and not parts.path)
+
+
+def _split(url: str) -> SplitResult | None:
+    """``urlsplit``, or None for a URL it cannot parse (an unclosed ``[`` IPv6 address)."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None
+
+
+# Values with a rule of their own; ranges and choices are declared at the fields.
+_NonEmpty = Annotated[str, _rule(str.strip, "must not be empty")]
+_Issuer = Annotated[str, AfterValidator(_issuer)]
+_DatabaseUrl = Annotated[str, _rule(_SQLALCHEMY_URL.match, "must be an SQLAlchemy URL such as "
+    "'postgresql+psycopg://user@host/db' or 'sqlite:///instance/idp.sqlite3'")]  # fmt: skip
+_CookieName = Annotated[str, _rule(_COOKIE_TOKEN.fullmatch, "must be a non-empty RFC 6265 "
+    "cookie name of letters, digits and !#$%&'*+-.^_`|~ (got {0!r})")]  # fmt: skip
+_CodeTtl = Annotated[int, _rule(lambda ttl: ttl <= 600, "must be at most 600 seconds (RFC 6749 "
+    "section 4.1.2 recommends a maximum lifetime of 10 minutes) (got {0})")]  # fmt: skip
+_EncryptionKeys = Annotated[Mapping[str, str], AfterValidator(_encryption_keys)]
+_Date = Annotated[str, _rule(_is_date, "must be a date YYYY-MM-DD (got {0!r})")]
+_Factors = Annotated[tuple[str, ...], _rule(FACTOR_TYPES.__contains__,
+    f"has unknown factor {{0!r}} (known: {', '.join(FACTOR_TYPES)})", each=True)]  # fmt: skip
+_Origins = Annotated[tuple[str, ...], _rule(_is_origin,
+    "{0!r} is not an origin like https://id.example", each=True)]  # fmt: skip
+_Region = Annotated[str, _rule(lambda code: len(code) == 2 and code.isalpha() and code.isupper(),
+    "must be a two-letter region code such as 'US' (got {0!r})")]  # fmt: skip
+
+
+@typing.dataclass_transform(frozen_default=True, field_specifiers=(Field, dataclasses.field))
+class _Section:
+    """Makes each subclass a frozen, strictly typed pydantic dataclass whose refused values
+    raise a :class:`ConfigError` naming the key, whether they come from a file or code."""
+
+    def __init_subclass__(cls) -> None:
+        config = pydantic.ConfigDict(strict=True, extra="forbid")
+        pydantic.dataclasses.dataclass(frozen=True, config=config)(cls)
+        checked_init = cls.__init__
+
+        @functools.wraps(checked_init)
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            try:
+                checked_init(self, *args, **kwargs)
+            except pydantic.ValidationError as exc:
+                raise _refusal(cls, exc.errors()[0], kwargs) from None
+
+        cls.__init__ = __init__  # type: ignore[method-assign]
+
+
+# ---------------------------------------------------------------- the sections
+
+
+class ServerSettings(_Section):
     """``[server]``: where the WSGI server listens and how many processes it runs."""
 
-    host: str = "127.0.0.1"
-    port: int = 5000
-    workers: int = 1
-    trusted_proxies: int = 0
+    host: _NonEmpty = _field("127.0.0.1", "Interface `idp run` listens on.")
+    port: int = _field(5000, "TCP port `idp run` listens on.", ge=1, le=65535)
+    workers: int = _field(1, "Worker processes; above 1 needs [store] backend 'redis'.", ge=1)
+    trusted_proxies: int = _field(0, "Proxies in front whose X-Forwarded-* are trusted.", ge=0)
 
 
-@dataclasses.dataclass(frozen=True)
-class DatabaseSettings:
+class DatabaseSettings(_Section):
     """``[database]``: SQLAlchemy connection."""
 
-    url: str = "sqlite:///instance/idp.sqlite3"
-    echo: bool = False
-    pool_pre_ping: bool = False
+    url: _DatabaseUrl = _field("sqlite:///instance/idp.sqlite3", "PostgreSQL in production.")
+    echo: bool = _field(False, "Log every SQL statement (debugging only).")
+    pool_pre_ping: bool = _field(False, "Test a pooled connection before each use.")
 
 
-@dataclasses.dataclass(frozen=True)
-class StoreSettings:
+class StoreSettings(_Section):
     """``[store]``: short-lived shared state (sessions, rate limits, lockouts, nonces)."""
 
-    backend: str = "memory"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    prefix: str = "idp:"
+    backend: Literal["memory", "redis"] = _field("memory", "'memory' serves one process only.")
+    redis_url: str = _field("redis://127.0.0.1:6379/0", "Redis URL for backend 'redis'.")
+    prefix: str = _field("idp:", "Prefix of every Redis key (deployments can share one).")
 
 
-@dataclasses.dataclass(frozen=True)
-class KeySettings:
+class KeySettings(_Section):
     """``[keys]``: token signing keys."""
 
-    directory: str = "keys"
-    algorithm: str = "RS256"
+    directory: _NonEmpty = _field("keys", "Directory of the JWK signing key files.")
+    algorithm: Literal["RS256", "ES256"] = _field("RS256", "Signs ID and access tokens.")
 
 
-@dataclasses.dataclass(frozen=True)
-class SessionSettings:
+class SessionSettings(_Section):
     """``[session]``: browser session cookie and timeouts (seconds)."""
 
-    cookie_name: str = "idp_session"
-    idle_timeout: int = 900
-    absolute_timeout: int = 43200
+    cookie_name: _CookieName = _field("idp_session", "Name of the session cookie.")
+    idle_timeout: int = _field(900, "Inactivity that ends a session.", ge=60, why=_SECONDS)
+    absolute_timeout: int = _field(43200, "Session age that ends it.", ge=60, why=_SECONDS)
 
 
-@dataclasses.dataclass(frozen=True)
-class TokenSettings:
+class TokenSettings(_Section):
     """``[tokens]``: lifetimes of issued artefacts (seconds)."""
 
-    access_token_ttl: int = 300
-    id_token_ttl: int = 600
-    refresh_token_ttl: int = 2592000
-    code_ttl: int = 60
+    access_token_ttl: int = _field(300, "Access token lifetime.", ge=1, why=" second")
+    id_token_ttl: int = _field(600, "ID token lifetime.", ge=1, why=" second")
+    refresh_token_ttl: int = _field(2592000, "Refresh token lifetime.", ge=1, why=" second")
+    code_ttl: _CodeTtl = _field(60, "Authorization code lifetime.", ge=1, why=" second")
 
 
-@dataclasses.dataclass(frozen=True)
-class LoginSettings:
+class LoginSettings(_Section):
     """``[login]``: throttling of sign-in attempts, the lock, trusted browsers."""
 
-    max_consecutive_failures: int = 10
-    lockout_seconds: int = 900
-    # Every attempt from one IP address (a ceiling: an office behind one NAT signs in).
-    per_ip_per_minute: int = 300
-    # Failed attempts only: from one IP address, and for one account from one address.
-    failures_per_ip_per_minute: int = 30
-    failures_per_account_ip_per_minute: int = 5
-    # How long a browser stays trusted by an account after signing in (device cookie).
-    device_trust_days: int = 180
+    max_consecutive_failures: int = _field(10, "Failures in a row that lock an account.",
+        ge=1, le=100, why=" (NIST SP 800-63B section 5.2.2 allows at most 100)")  # fmt: skip
+    lockout_seconds: int = _field(900, "How long a locked account stays locked.", ge=1)
+    per_ip_per_minute: int = _field(300, "Sign-ins per IP per minute, good ones too.", ge=1)
+    failures_per_ip_per_minute: int = _field(30, "Failed sign-ins per IP per minute.", ge=1)
+    failures_per_account_ip_per_minute: int = _field(5, "The same per account and IP.", ge=1)
+    device_trust_days: int = _field(180, "How long a browser stays trusted after a sign-in.",
+        ge=1, le=400, why=" days (browsers cap cookies at 400)")  # fmt: skip
 
 
-@dataclasses.dataclass(frozen=True)
-class PasswordSettings:
+class PasswordSettings(_Section):
     """``[password]``: Argon2id cost parameters and password length policy."""
 
-    memory_cost: int = 19456
-    time_cost: int = 2
-    parallelism: int = 1
-    min_length: int = 12
-    max_length: int = 128
-    # zxcvbn score (0-4) a new password must reach; 3 = "safely unguessable".
-    min_score: int = 3
-    # Lifetime of a password reset link (seconds).
-    reset_ttl: int = 3600
-    reset_per_ip_per_hour: int = 20
-    reset_per_email_per_hour: int = 3
+    memory_cost: int = _field(19456, "Argon2id memory in KiB.", ge=8,
+        why=" KiB (Argon2 needs 8 KiB per lane of [password] parallelism)")  # fmt: skip
+    time_cost: int = _field(2, "Argon2id iterations.", ge=1)
+    parallelism: int = _field(1, "Argon2id lanes.", ge=1)
+    min_length: int = _field(12, "Shortest password accepted.", ge=8,
+        why=" (NIST SP 800-63B section 5.1.1.2)")  # fmt: skip
+    max_length: int = _field(128, "Longest password accepted.", ge=64, why=" (NIST SP 800-63B "
+        "section 5.1.1.2 requires accepting at least 64 characters)")  # fmt: skip
+    min_score: int = _field(3, "zxcvbn score a new password must reach.", ge=0, le=4,
+        why=" (a zxcvbn score)")  # fmt: skip
+    reset_ttl: int = _field(3600, "Lifetime of a reset link.", ge=300, le=86400, why=_SECONDS)
+    reset_per_ip_per_hour: int = _field(20, "Reset requests per IP per hour.", ge=1)
+    reset_per_email_per_hour: int = _field(3, "Reset requests per email per hour.", ge=1)
 
 
-@dataclasses.dataclass(frozen=True)
-class RegistrationSettings:
+class RegistrationSettings(_Section):
     """``[registration]``: New User Registration (self-service sign-up)."""
 
-    enabled: bool = True
-    # Lifetime of an email verification link (seconds).
-    verify_ttl: int = 86400
-    per_ip_per_hour: int = 10
-    per_email_per_hour: int = 3
+    enabled: bool = _field(True, "Whether /register is open.")
+    verify_ttl: int = _field(86400, "Lifetime of a verification link.", ge=600, le=604800,
+        why=_SECONDS)  # fmt: skip
+    per_ip_per_hour: int = _field(10, "Registrations per IP per hour.", ge=1)
+    per_email_per_hour: int = _field(3, "Registrations per email per hour.", ge=1)
 
 
-def _default_encryption_keys() -> Mapping[str, str]:
-    return MappingProxyType({"dev": DEV_ENCRYPTION_KEY})
-
-
-@dataclasses.dataclass(frozen=True)
-class SecuritySettings:
+class SecuritySettings(_Section):
     """``[security]``: encryption at rest and HTTP hardening."""
 
-    encryption_keys: Mapping[str, str] = dataclasses.field(
-        default_factory=_default_encryption_keys, repr=False, hash=False
-    )
-    active_encryption_key: str = "dev"
-    hsts_max_age: int = 31536000
-    max_parameter_length: int = 2048
-
-    def __post_init__(self) -> None:
-        # Copy into a read-only view so that neither the caller's dict nor this object
-        # can be changed afterwards.
-        if isinstance(self.encryption_keys, Mapping):
-            object.__setattr__(
-                self, "encryption_keys", MappingProxyType(dict(self.encryption_keys))
-            )
+    encryption_keys: Annotated[_EncryptionKeys, Field(description="AES-256-GCM keys for data "
+        "at rest: key id = urlsafe base64 of 32 bytes.")] = dataclasses.field(
+        default_factory=lambda: MappingProxyType({"dev": DEV_ENCRYPTION_KEY}),
+        repr=False, hash=False)  # fmt: skip
+    active_encryption_key: str = _field("dev", "Key id that encrypts new data.")
+    hsts_max_age: int = _field(31536000, "Strict-Transport-Security max-age.", ge=0, why=_SECONDS)
+    max_parameter_length: int = _field(2048, "Longest request parameter accepted.", ge=256,
+        why=" characters")  # fmt: skip
 
 
-@dataclasses.dataclass(frozen=True)
-class UISettings:
+class UISettings(_Section):
     """``[ui]``: texts shown to end users."""
 
-    service_name: str = "Identity Provider"
-    help_text: str = ""
-    help_phone: str = ""
-    help_hours: str = ""
+    service_name: _NonEmpty = _field("Identity Provider", "Name of the service on its pages.")
+    help_text: str = _field("", "Text of the sign-in help page.")
+    help_phone: str = _field("", "Help line shown where users get stuck.")
+    help_hours: str = _field("", "Opening hours of the help line.")
 
 
-FACTOR_TYPES = ("totp", "webauthn", "recovery", "push", "email", "sms", "voice")
-
-
-@dataclasses.dataclass(frozen=True)
-class DeliverySettings:
-    """``[delivery]``: how messages to users are sent."""
-
-    email_backend: str = "console"
-    outbox: str = "instance/outbox.jsonl"
-    email_from: str = "no-reply@localhost"
-    email_reply_to: str = ""
-    smtp_host: str = "localhost"
-    smtp_port: int = 587
-    smtp_security: str = "starttls"
-    smtp_username: str = ""
-    smtp_password: str = dataclasses.field(default="", repr=False)
-    smtp_timeout: int = 10
-    sms_backend: str = "console"
-    voice_backend: str = "console"
-    twilio_account_sid: str = ""
-    twilio_auth_token: str = dataclasses.field(default="", repr=False)
-    twilio_from: str = ""
-    twilio_base_url: str = "https://api.twilio.com"
-    timeout: int = 10
-    retries: int = 2
-
-
-@dataclasses.dataclass(frozen=True)
-class OTPSettings:
-    """``[otp]``: one-time codes sent by email, text message or voice call."""
-
-    code_ttl: int = 600
-    max_attempts_per_code: int = 3
-    resend_cooldown: int = 30
-    sends_per_user_per_hour: int = 10
-    sends_per_destination: int = 11
-    destination_window: int = 300
-    sends_per_ip_per_hour: int = 30
-    phone_region: str = "US"
-
-
-@dataclasses.dataclass(frozen=True)
-class MFASettings:
+class MFASettings(_Section):
     """``[mfa]``: who must use a second factor, from when, and the guessing limits."""
 
-    required: bool = True
-    enforce_from: str = ""
-    allowed_factors: tuple[str, ...] = FACTOR_TYPES
-    recommend_second: bool = True
-    max_totp_per_user: int = 3
-    max_failures: int = 10
-    lockout_seconds: int = 600
-    reauth_window: int = 600
+    required: bool = _field(True, "Whether every user must pass a second factor.")
+    enforce_from: _Date = _field("", "UTC date from which a factor is a must ('' for now).")
+    allowed_factors: _Factors = _field(FACTOR_TYPES, "Factors users may set up.", strict=False)
+    recommend_second: bool = _field(True, "Recommend a second factor after the first.")
+    max_totp_per_user: int = _field(3, "Authenticator apps one user may register.", ge=1)
+    max_failures: int = _field(10, "Failed second-factor attempts before the lock.", ge=1,
+        le=100, why=" (NIST SP 800-63B 5.2.2 allows at most 100)")  # fmt: skip
+    lockout_seconds: int = _field(600, "How long the second-factor step stays locked.", ge=1)
+    reauth_window: int = _field(600, "Seconds a sign-in allows security changes.", ge=60, le=3600)
 
 
-@dataclasses.dataclass(frozen=True)
-class OpsSettings:
-    """``[ops]``: logs, request ids and metrics for operators."""
-
-    log_format: str = "text"
-    log_level: str = "INFO"
-    metrics_enabled: bool = True
-    metrics_token: str = dataclasses.field(default="", repr=False)
-
-
-@dataclasses.dataclass(frozen=True)
-class AuditSettings:
-    """``[audit]``: how soon recorded events are sealed into the hash chain."""
-
-    seal_interval: int = 1
-
-
-@dataclasses.dataclass(frozen=True)
-class PushSettings:
-    """``[push]``: push approval with number matching in the companion app (idp-verify)."""
-
-    challenge_ttl: int = 120
-    enroll_ttl: int = 600
-    sends_per_user: int = 3
-    send_window: int = 300
-    clock_skew: int = 60
-    long_poll: int = 20
-    # Long-polls one device may hold open at once (each holds a worker thread).
-    max_polls_per_device: int = 2
-
-
-@dataclasses.dataclass(frozen=True)
-class WebAuthnSettings:
+class WebAuthnSettings(_Section):
     """``[webauthn]``: the relying party identity security keys and passkeys bind to."""
 
-    rp_id: str = ""
-    rp_name: str = ""
-    origins: tuple[str, ...] = ()
+    rp_id: str = _field("", "The issuer host or a parent domain ('' for the host).")
+    rp_name: str = _field("", "Name browsers show ('' for [ui] service_name).")
+    origins: _Origins = _field((), "Origins of responses (none: the issuer's).", strict=False)
 
 
-ADMIN_ACRS = (
-    "urn:idp:acr:mfa",
-    "http://idmanagement.gov/ns/assurance/aal/2",
-    "http://idmanagement.gov/ns/assurance/aal/2?phishing_resistant=true",
-)
+class PushSettings(_Section):
+    """``[push]``: push approval with number matching in the companion app (idp-verify)."""
+
+    challenge_ttl: int = _field(120, "Seconds a sign-in request waits in the app.", ge=5, le=600)
+    enroll_ttl: int = _field(600, "Seconds an enrollment QR code is valid.", ge=60, le=3600)
+    sends_per_user: int = _field(3, "Push requests per user per send_window.", ge=1)
+    send_window: int = _field(300, "Seconds that sends_per_user counts over.", ge=1)
+    clock_skew: int = _field(60, "Seconds the app's clock may be off.", ge=5, le=300)
+    long_poll: int = _field(20, "Seconds the app's long-poll is held open.", ge=1, le=55)
+    max_polls_per_device: int = _field(2, "Long-polls one device may hold open.", ge=1, le=10)
 
 
-@dataclasses.dataclass(frozen=True)
-class AdminSettings:
+class DeliverySettings(_Section):
+    """``[delivery]``: how messages to users are sent."""
+
+    email_backend: Literal["console", "smtp"] = _field("console", "'console': the outbox.")
+    outbox: str = _field("instance/outbox.jsonl", "File the console backends append to.")
+    email_from: _NonEmpty = _field("no-reply@localhost", "From address of every email.")
+    email_reply_to: str = _field("", "Reply-To of every email ('' for none).")
+    smtp_host: str = _field("localhost", "SMTP relay host.")
+    smtp_port: int = _field(587, "SMTP relay port.", ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = _field("starttls", "TLS to the relay.")
+    smtp_username: str = _field("", "SMTP AUTH user ('' for none).")
+    smtp_password: str = _field("", "SMTP AUTH password.", secret=True)
+    smtp_timeout: int = _field(10, "Seconds to wait for the relay.", ge=1, le=120, why=_SECONDS)
+    sms_backend: Literal["console", "twilio"] = _field("console", "Sender of text messages.")
+    voice_backend: Literal["console", "twilio"] = _field("console", "Maker of voice calls.")
+    twilio_account_sid: str = _field("", "Twilio account SID.")
+    twilio_auth_token: str = _field("", "Twilio auth token.", secret=True)
+    twilio_from: str = _field("", "Sender number (E.164) or messaging service.")
+    twilio_base_url: str = _field("https://api.twilio.com", "URL of the Twilio-style gateway.")
+    timeout: int = _field(10, "Seconds per gateway attempt.", ge=1, le=60, why=_SECONDS)
+    retries: int = _field(2, "Extra attempts after a connection error or 5xx.", ge=0, le=5)
+
+
+class OTPSettings(_Section):
+    """``[otp]``: one-time codes sent by email, text message or voice call."""
+
+    code_ttl: int = _field(600, "Seconds a code stays valid.", ge=60, le=600,
+        why=" seconds (NIST SP 800-63B allows at most 10 minutes)")  # fmt: skip
+    max_attempts_per_code: int = _field(3, "Wrong entries one code survives.", ge=1, le=10)
+    resend_cooldown: int = _field(30, "Wait before a new code.", ge=0, le=600, why=_SECONDS)
+    sends_per_user_per_hour: int = _field(10, "Codes sent per user per hour.", ge=1)
+    sends_per_destination: int = _field(11, "Codes sent to one address per window.", ge=1)
+    destination_window: int = _field(300, "That window.", ge=1, why=" second")
+    sends_per_ip_per_hour: int = _field(30, "Codes sent per IP per hour.", ge=1)
+    phone_region: _Region = _field("US", "Region of numbers without a +country code.")
+
+
+class OpsSettings(_Section):
+    """``[ops]``: logs, request ids and metrics for operators."""
+
+    log_format: Literal["text", "json"] = _field("text", "Plain text or one JSON object a line.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _field("INFO", "Lowest level logged.")
+    metrics_enabled: bool = _field(True, "Serve Prometheus metrics at /metrics.")
+    metrics_token: str = _field("", "Bearer token /metrics requires ('' for open).", secret=True)
+
+
+class AuditSettings(_Section):
+    """``[audit]``: how soon recorded events are sealed into the hash chain."""
+
+    seal_interval: int = _field(1, "Seconds between seals per process.", ge=0, le=3600)
+
+
+class AdminSettings(_Section):
     """``[admin]``: who may open the admin pages, and the MFA reminder batches."""
 
-    mfa_max_age: int = 900
-    required_acr: str = "urn:idp:acr:mfa"
-    reminder_interval: int = 604800
-    reminder_batch_size: int = 50
-    registration_token_ttl: int = 86400
+    mfa_max_age: int = _field(900, "Age of a second factor /admin accepts.", ge=60, le=43200,
+        why=_SECONDS)  # fmt: skip
+    required_acr: AdminAcr = _field("urn:idp:acr:mfa", "Assurance that factor must reach.")
+    reminder_interval: int = _field(604800, "Between reminders to one user.", ge=3600,
+        why=_SECONDS)  # fmt: skip
+    reminder_batch_size: int = _field(50, "MFA reminders sent per click.", ge=1, le=1000)
+    registration_token_ttl: int = _field(86400, "Registration access token lifetime.", ge=60,
+        le=31536000, why=_SECONDS)  # fmt: skip
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
+class Settings(_Section):
     """All settings. Build with :func:`load_settings`; instances are immutable."""
 
-    env: str = "development"
-    issuer: str = "http://127.0.0.1:5000"
-    secret_key: str = dataclasses.field(default=DEV_SECRET_KEY, repr=False)
-    server: ServerSettings = dataclasses.field(default_factory=ServerSettings)
-    database: DatabaseSettings = dataclasses.field(default_factory=DatabaseSettings)
-    store: StoreSettings = dataclasses.field(default_factory=StoreSettings)
-    keys: KeySettings = dataclasses.field(default_factory=KeySettings)
-    session: SessionSettings = dataclasses.field(default_factory=SessionSettings)
-    tokens: TokenSettings = dataclasses.field(default_factory=TokenSettings)
-    login: LoginSettings = dataclasses.field(default_factory=LoginSettings)
-    password: PasswordSettings = dataclasses.field(default_factory=PasswordSettings)
-    security: SecuritySettings = dataclasses.field(default_factory=SecuritySettings)
-    ui: UISettings = dataclasses.field(default_factory=UISettings)
-    mfa: MFASettings = dataclasses.field(default_factory=MFASettings)
-    webauthn: WebAuthnSettings = dataclasses.field(default_factory=WebAuthnSettings)
-    push: PushSettings = dataclasses.field(default_factory=PushSettings)
-    delivery: DeliverySettings = dataclasses.field(default_factory=DeliverySettings)
-    otp: OTPSettings = dataclasses.field(default_factory=OTPSettings)
-    registration: RegistrationSettings = dataclasses.field(default_factory=RegistrationSettings)
-    ops: OpsSettings = dataclasses.field(default_factory=OpsSettings)
-    audit: AuditSettings = dataclasses.field(default_factory=AuditSettings)
-    admin: AdminSettings = dataclasses.field(default_factory=AdminSettings)
-
-    def __post_init__(self) -> None:
-        # The issuer is compared byte for byte by relying parties (OpenID Connect
-        # Discovery 1.0, section 4.3), so keep one canonical form without trailing slash.
-        if isinstance(self.issuer, str) and self.issuer.endswith("/"):
-            object.__setattr__(self, "issuer", self.issuer.rstrip("/"))
+    env: Literal["development", "test", "production"] = _field("development", "Where it runs.")
+    issuer: _Issuer = _field("http://127.0.0.1:5000", "Public base URL (the 'iss' claim).")
+    secret_key: _NonEmpty = _field(DEV_SECRET_KEY, "Signs cookies and CSRF tokens.", secret=True)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    keys: KeySettings = Field(default_factory=KeySettings)
+    session: SessionSettings = Field(default_factory=SessionSettings)
+    tokens: TokenSettings = Field(default_factory=TokenSettings)
+    login: LoginSettings = Field(default_factory=LoginSettings)
+    password: PasswordSettings = Field(default_factory=PasswordSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    ui: UISettings = Field(default_factory=UISettings)
+    mfa: MFASettings = Field(default_factory=MFASettings)
+    webauthn: WebAuthnSettings = Field(default_factory=WebAuthnSettings)
+    push: PushSettings = Field(default_factory=PushSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    otp: OTPSettings = Field(default_factory=OTPSettings)
+    registration: RegistrationSettings = Field(default_factory=RegistrationSettings)
+    ops: OpsSettings = Field(default_factory=OpsSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
 
     @property
     def is_production(self) -> bool:
@@ -371,145 +488,90 @@ class Settings:
         ``secret_key``, every encryption key value and any password embedded in the
         database or Redis URL are masked; key ids stay visible.
         """
-        out: dict[str, Any] = {
-            "env": self.env,
-            "issuer": self.issuer,
-            "secret_key": _MASK,
-        }
-        for section, cls in _SECTIONS.items():
-            values = getattr(self, section)
-            table: dict[str, Any] = {}
-            for field in dataclasses.fields(cls):
-                value = getattr(values, field.name)
-                if (section, field.name) == ("security", "encryption_keys"):
-                    value = {kid: _MASK for kid in value}
-                elif (section, field.name) in _SECRET_FIELDS and value:
-                    value = _MASK
-                elif (section, field.name) in _URL_FIELDS:
-                    value = _mask_url_password(value)
-                table[field.name] = value
-            out[section] = table
-        return out
+
+        def shown(holder: Any, section: str, field: dataclasses.Field) -> Any:
+            value = getattr(holder, field.name)
+            if isinstance(value, _Section):
+                return {f.name: shown(value, field.name, f) for f in dataclasses.fields(value)}
+            if isinstance(value, Mapping):
+                return {kid: _MASK for kid in value}
+            if (section, field.name) in _URL_FIELDS:
+                return _mask_url_password(value)
+            return _MASK if value and not field.repr else value
+
+        return {f.name: shown(self, "", f) for f in dataclasses.fields(self)}
 
 
-# --------------------------------------------------------------------------------------
-# Schema derived from the dataclasses
-# --------------------------------------------------------------------------------------
-
-_TOP_LEVEL: dict[str, type] = {}
-_SECTIONS: dict[str, type] = {}
-for _field in dataclasses.fields(Settings):
-    _hint = typing.get_type_hints(Settings)[_field.name]
-    if dataclasses.is_dataclass(_hint):
-        _SECTIONS[_field.name] = typing.cast(type, _hint)
-    else:
-        _TOP_LEVEL[_field.name] = _hint
-del _field, _hint
-
-_SECRET_FIELDS = {
-    ("", "secret_key"),
-    ("security", "encryption_keys"),
-    ("ops", "metrics_token"),
-    ("delivery", "smtp_password"),
-    ("delivery", "twilio_auth_token"),
+_SECTIONS: dict[str, Any] = {
+    f.name: f.type
+    for f in dataclasses.fields(Settings)
+    if isinstance(f.type, type) and issubclass(f.type, _Section)
 }
-_URL_FIELDS = {("database", "url"), ("store", "redis_url")}
+_SECTION_NAMES = {cls: name for name, cls in _SECTIONS.items()}
 
 
-def _field_types(cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-
-
-def _is_mapping_type(hint: Any) -> bool:
-    return typing.get_origin(hint) is Mapping
-
-
-def _is_list_type(hint: Any) -> bool:
-    return typing.get_origin(hint) is tuple
-
-
-def _label(section: str, key: str) -> str:
-    return f"[{section}] {key}" if section else key
+def _fields(section: str) -> dict[str, FieldInfo]:
+    """The pydantic FieldInfo of each key of ``section`` ("" for the top level)."""
+    fields = (_SECTIONS[section] if section else Settings).__pydantic_fields__
+    return {key: info for key, info in fields.items() if key not in _SECTIONS}
 
 
 def _env_var(section: str, key: str) -> str:
-    if section:
-        return f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
-    return f"{ENV_PREFIX}{key.upper()}"
+    return f"{ENV_PREFIX}{section}_{key}".upper() if section else f"{ENV_PREFIX}{key}".upper()
 
 
-def _fail(message: str) -> NoReturn:
-    raise ConfigError(f"config: {message}")
+# ---------------------------------------------------------------- messages for refused values
 
 
 def _describe(value: Any, secret: bool = False) -> str:
     """Render a TOML value for an error message without leaking secrets."""
     if isinstance(value, bool):
-        text = "true" if value else "false"
-        return f"boolean {text}" if not secret else "a boolean"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    if secret:
-        return f"a value of type {type(value).__name__}"
-    if isinstance(value, int | float | str):
+        return "a boolean" if secret else f"boolean {'true' if value else 'false'}"
+    if isinstance(value, dict | list):
+        return "a table" if isinstance(value, dict) else "an array"
+    if not secret and isinstance(value, int | float | str):
         return repr(value)
     return f"a value of type {type(value).__name__}"
 
 
-def _type_name(hint: Any) -> str:
-    if hint is bool:
-        return "a boolean (true or false)"
-    if hint is int:
-        return "an integer"
-    if hint is str:
-        return "a string"
-    if _is_mapping_type(hint):
-        return "a table of key id = string"
-    if _is_list_type(hint):
-        return "an array of strings"
-    return str(hint)  # pragma: no cover - every field has one of the types above
+_TYPE_NAMES = {bool: "a boolean (true or false)", int: "an integer", str: "a string",
+               Literal: "a string", Mapping: "a table of key id = string",
+               tuple: "an array of strings"}  # fmt: skip
 
 
-def _suggest(word: str, choices: Any, brackets: bool = False) -> str:
+def _why(info: FieldInfo) -> str:
+    """The unit or reason declared to end the field's range message."""
+    return info.json_schema_extra.get("why", "") if isinstance(info.json_schema_extra, dict) else ""
+
+
+def _suggest(word: str, choices: Iterable[str], template: str = "'{}'") -> str:
     match = difflib.get_close_matches(word, list(choices), n=1)
-    if not match:
-        return ""
-    return f" (did you mean [{match[0]}]?)" if brackets else f" (did you mean '{match[0]}'?)"
+    return f" (did you mean {template.format(match[0])}?)" if match else ""
 
 
-def _check_type(value: Any, hint: Any, section: str, key: str) -> Any:
-    """Return ``value`` if it has the TOML type the field expects, else raise."""
-    secret = (section, key) in _SECRET_FIELDS
-    if hint is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif hint is bool or hint is str:
-        ok = isinstance(value, hint)
-    elif _is_mapping_type(hint):
-        ok = isinstance(value, dict) and all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-        )
-    elif _is_list_type(hint):
-        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
-        if ok:
-            return tuple(value)
-    else:  # pragma: no cover - every field has one of the types above
-        ok = False
-    if not ok:
-        _fail(
-            f"{_label(section, key)} must be {_type_name(hint)} "
-            f"(got {_describe(value, secret=secret)})"
-        )
-    return dict(value) if isinstance(value, dict) else value
+def _refusal(cls: type, error: Any, given: Mapping[str, Any]) -> ConfigError:
+    """The ConfigError for the first pydantic error raised while building ``cls``."""
+    section, key = _SECTION_NAMES.get(cls, ""), str(error["loc"][0]) if error["loc"] else ""
+    fields = cls.__pydantic_fields__  # type: ignore[attr-defined]
+    if key not in fields:
+        return ConfigError(f"config: unknown key {_label(section, key)}{_suggest(key, fields)}")
+    info, kind, value = fields[key], error["type"], given.get(key, error["input"])
+    if kind == "value_error":
+        return _Problem(section, key, str(error["ctx"]["error"]))
+    if kind in ("greater_than_equal", "less_than_equal"):
+        low, high = (next((getattr(m, bound) for m in info.metadata if hasattr(m, bound)), None)
+                     for bound in ("ge", "le"))  # fmt: skip
+        limit = f"at least {low}" if high is None else f"between {low} and {high}"
+        return _Problem(section, key, f"must be {limit}{_why(info)} (got {value})")
+    if kind == "literal_error" and isinstance(value, str):
+        allowed = ", ".join(repr(choice) for choice in typing.get_args(info.annotation))
+        return _Problem(section, key, f"must be one of {allowed} (got {value!r})")
+    hint = typing.get_origin(info.annotation) or info.annotation
+    expected = _TYPE_NAMES.get(hint, f"a {getattr(hint, '__name__', hint)}")
+    return _Problem(section, key, f"must be {expected} (got {_describe(value, not info.repr)})")
 
 
-# --------------------------------------------------------------------------------------
-# Loading
-# --------------------------------------------------------------------------------------
-
-_Values = dict[str, dict[str, Any]]  # "" holds top-level keys, otherwise section name
+# ---------------------------------------------------------------- loading
 
 
 def _read_toml(path: str) -> dict[str, Any]:
@@ -530,95 +592,75 @@ def _read_toml(path: str) -> dict[str, Any]:
         _fail(f"{path} cannot be read: {exc.strerror or exc}")
 
 
-def _values_from_table(data: Mapping[str, Any]) -> _Values:
-    """Check a parsed TOML document against the schema; return the values it sets."""
-    values: _Values = {"": {}}
-    top_types = _TOP_LEVEL
+def _values_from_table(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Refuse unknown sections and keys; return the values by section ("" for top level)."""
+    values: dict[str, dict[str, Any]] = {"": {}}
     for key, value in data.items():
-        if key in top_types:
-            values[""][key] = _check_type(value, top_types[key], "", key)
-        elif key in _SECTIONS:
+        if key in _SECTIONS:
             if not isinstance(value, dict):
                 _fail(f"[{key}] must be a table (got {_describe(value)})")
-            field_types = _field_types(_SECTIONS[key])
-            section_values: dict[str, Any] = {}
-            for sub_key, sub_value in value.items():
-                if sub_key not in field_types:
-                    _fail(f"unknown key [{key}] {sub_key}{_suggest(sub_key, field_types)}")
-                section_values[sub_key] = _check_type(sub_value, field_types[sub_key], key, sub_key)
-            values[key] = section_values
+            for sub_key in value:
+                if sub_key not in _fields(key):
+                    _fail(f"unknown key [{key}] {sub_key}{_suggest(sub_key, _fields(key))}")
+            values[key] = value
+        elif key in _fields(""):
+            values[""][key] = value
         elif isinstance(value, dict):
-            _fail(f"unknown section [{key}]{_suggest(key, _SECTIONS, brackets=True)}")
+            _fail(f"unknown section [{key}]{_suggest(key, _SECTIONS, '[{}]')}")
         else:
-            _fail(f"unknown key {key}{_suggest(key, [*top_types, *_SECTIONS])}")
+            _fail(f"unknown key {key}{_suggest(key, [*_fields(''), *_SECTIONS])}")
     return values
 
 
 def _parse_encryption_keys(raw: str, var: str) -> dict[str, str]:
     keys: dict[str, str] = {}
-    for item in raw.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        kid, sep, key = item.partition(":")
-        kid, key = kid.strip(), key.strip()
+    for item in filter(None, (item.strip() for item in raw.split(","))):
+        kid, sep, key = (part.strip() for part in item.partition(":"))
         if not sep or not kid or not key:
-            _fail(
-                f"{var} must be a comma-separated list of key_id:base64key "
-                f"(entry {len(keys) + 1} is not key_id:base64key)"
-            )
+            _fail(f"{var} must be a comma-separated list of key_id:base64key "
+                  f"(entry {len(keys) + 1} is not key_id:base64key)")  # fmt: skip
         if kid in keys:
             _fail(f"{var} lists key id {kid!r} twice")
         keys[kid] = key
-    if not keys:
-        _fail(f"{var} must list at least one key_id:base64key")
-    return keys
+    return keys or _fail(f"{var} must list at least one key_id:base64key")
 
 
-def _coerce_env(raw: str, hint: Any, section: str, key: str, var: str) -> Any:
-    """Convert an environment variable string to the field's type."""
-    where = f"{var} ({_label(section, key)})"
-    secret = (section, key) in _SECRET_FIELDS
-    shown = "a value that is not shown" if secret else repr(raw)
-    if hint is str:
-        return raw
+def _from_env(raw: str, info: FieldInfo, var: str, label: str) -> Any:
+    """Convert an environment variable's string to the field's type."""
+    hint = typing.get_origin(info.annotation) or info.annotation
+    shown = repr(raw) if info.repr else "a value that is not shown"
     if hint is int:
         try:
             return int(raw.strip())
         except ValueError:
-            _fail(f"{where} must be an integer (got {shown})")
+            _fail(f"{var} ({label}) must be an integer (got {shown})")
     if hint is bool:
-        word = raw.strip().lower()
-        if word not in _BOOL_WORDS:
-            _fail(f"{where} must be one of true/false/1/0/yes/no (got {shown})")
-        return _BOOL_WORDS[word]
-    if _is_mapping_type(hint):
+        if raw.strip().lower() not in _BOOL_WORDS:
+            _fail(f"{var} ({label}) must be one of true/false/1/0/yes/no (got {shown})")
+        return _BOOL_WORDS[raw.strip().lower()]
+    if hint is Mapping:
         return _parse_encryption_keys(raw, var)
-    if _is_list_type(hint):
+    if hint is tuple:
         return tuple(item.strip() for item in raw.split(",") if item.strip())
-    _fail(f"{where} cannot be set from the environment")  # pragma: no cover
+    return raw
 
 
 def _apply_env(
-    values: _Values, environ: Mapping[str, str], sources: dict[tuple[str, str], str]
-) -> None:
-    """Overlay ``IDP_*`` environment variables onto ``values`` (in place)."""
-    schema: dict[str, dict[str, Any]] = {"": dict(_TOP_LEVEL)}
-    schema.update({name: _field_types(cls) for name, cls in _SECTIONS.items()})
-    for section, field_types in schema.items():
-        for key, hint in field_types.items():
-            var = _env_var(section, key)
-            if var in environ:
-                values.setdefault(section, {})[key] = _coerce_env(
-                    environ[var], hint, section, key, var
-                )
-                sources[(section, key)] = var
-
-
-def _build(values: _Values) -> Settings:
-    top = dict(values.get("", {}))
-    sections = {name: cls(**values.get(name, {})) for name, cls in _SECTIONS.items()}
-    return Settings(**top, **sections)
+    values: dict[str, dict[str, Any]], environ: Mapping[str, str]
+) -> dict[tuple[str, str], str]:
+    """Overlay ``IDP_*`` variables onto ``values``; return {(section, key): variable}."""
+    settings_vars = {_env_var(s, k): (s, k) for s in ("", *_SECTIONS) for k in _fields(s)}
+    sources: dict[tuple[str, str], str] = {}
+    for var in sorted(name for name in environ if name.startswith(ENV_PREFIX)):
+        if var in settings_vars:
+            section, key = settings_vars[var]
+            info, label = _fields(section)[key], _label(section, key)
+            values.setdefault(section, {})[key] = _from_env(environ[var], info, var, label)
+            sources[(section, key)] = var
+        elif var not in NON_SETTING_VARIABLES:
+            known = [*settings_vars, *NON_SETTING_VARIABLES]
+            _fail(f"unknown environment variable {var}{_suggest(var, known, '{}')}")
+    return sources
 
 
 def load_settings(
@@ -630,432 +672,144 @@ def load_settings(
     ``path`` names a TOML file; when it is ``None`` the ``IDP_CONFIG`` environment
     variable is used, and when that is unset or empty only defaults and environment
     overrides apply. ``environ`` defaults to ``os.environ``; ``IDP_<KEY>`` and
-    ``IDP_<SECTION>_<KEY>`` variables override the file. Raises :class:`ConfigError`
-    on any problem, including unsafe production settings.
+    ``IDP_<SECTION>_<KEY>`` variables override the file, and any other ``IDP_*`` variable
+    not in :data:`NON_SETTING_VARIABLES` is refused. Raises :class:`ConfigError` on any
+    problem, including unsafe production settings.
     """
-    if environ is None:
-        environ = os.environ
-    if path is None:
-        path = environ.get(CONFIG_ENV_VAR) or None
-    values: _Values = {"": {}}
-    if path is not None:
-        values = _values_from_table(_read_toml(os.fspath(path)))
-    sources: dict[tuple[str, str], str] = {}
-    _apply_env(values, environ, sources)
-    settings = _build(values)
+    environ = os.environ if environ is None else environ
+    path = (environ.get(CONFIG_ENV_VAR) or None) if path is None else path
+    values = _values_from_table(_read_toml(os.fspath(path))) if path is not None else {}
+    sources = _apply_env(values, environ)
+    try:
+        sections = {name: cls(**values.get(name, {})) for name, cls in _SECTIONS.items()}
+        settings = Settings(**values.get("", {}), **sections)
+    except _Problem as exc:  # name the variable the refused value came from
+        var = sources.get((exc.section, exc.key))
+        raise _Problem(exc.section, exc.key, exc.problem, var) from None
     _validate(settings, environ, sources)
     return settings
 
 
-# --------------------------------------------------------------------------------------
-# Validation
-# --------------------------------------------------------------------------------------
+# ---------------------------------------------------------------- rules across fields
 
 
 class _Checker:
-    """Formats messages with the key name and, for env overrides, the variable name."""
+    """Names keys in messages, with the variable for values from the environment."""
 
     def __init__(self, settings: Settings, sources: Mapping[tuple[str, str], str]) -> None:
-        self.settings = settings
-        self.sources = sources
+        self.settings, self.sources = settings, sources
 
     def name(self, section: str, key: str) -> str:
-        label = _label(section, key)
         var = self.sources.get((section, key))
-        return f"{label} (from {var})" if var else label
-
-    def value(self, section: str, key: str) -> Any:
-        holder = getattr(self.settings, section) if section else self.settings
-        return getattr(holder, key)
+        return f"{_label(section, key)} (from {var})" if var else _label(section, key)
 
     def fail(self, section: str, key: str, problem: str) -> NoReturn:
         _fail(f"{self.name(section, key)} {problem}")
 
-    def one_of(self, section: str, key: str, choices: tuple[str, ...]) -> None:
-        value = self.value(section, key)
-        if value not in choices:
-            allowed = ", ".join(repr(c) for c in choices)
-            self.fail(section, key, f"must be one of {allowed} (got {value!r})")
-
-    def at_least(self, section: str, key: str, minimum: int, why: str = "") -> None:
-        value = self.value(section, key)
-        if value < minimum:
-            self.fail(section, key, f"must be at least {minimum}{why} (got {value})")
-
-    def between(self, section: str, key: str, low: int, high: int, why: str = "") -> None:
-        value = self.value(section, key)
-        if not low <= value <= high:
-            self.fail(section, key, f"must be between {low} and {high}{why} (got {value})")
-
-    def not_empty(self, section: str, key: str) -> None:
-        if not self.value(section, key).strip():
-            self.fail(section, key, "must not be empty")
-
-
-def _decode_encryption_key(value: str) -> bytes | None:
-    """Decode urlsafe base64 (padding optional); None when it is not valid base64."""
-    value = value.strip()
-    if not _URLSAFE_B64.fullmatch(value):
-        return None
-    try:
-        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except (binascii.Error, ValueError):
-        return None
-
-
-def _check_issuer(c: _Checker) -> None:
-    issuer = c.settings.issuer
-    example = "such as 'https://id.example.com'"
-    if any(ch.isspace() for ch in issuer):
-        c.fail("", "issuer", f"must be an http(s) URL {example} without spaces (got {issuer!r})")
-    parts = urlsplit(issuer)
-    try:
-        parts.port  # noqa: B018 - raises ValueError for an invalid port
-    except ValueError:
-        c.fail("", "issuer", f"has an invalid port (got {issuer!r})")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        c.fail("", "issuer", f"must be an http(s) URL {example} (got {issuer!r})")
-    if "?" in issuer or "#" in issuer:
-        c.fail(
-            "",
-            "issuer",
-            f"must not contain a query or fragment (OpenID Connect Core 1.0, "
-            f"section 1.2) (got {issuer!r})",
-        )
-    if "@" in parts.netloc:
-        c.fail("", "issuer", "must not contain user information (user:password@)")
-
 
 def _check_mfa(c: _Checker) -> None:
     s = c.settings
-    if s.mfa.enforce_from:
-        try:
-            datetime.date.fromisoformat(s.mfa.enforce_from)
-        except ValueError:
-            c.fail("mfa", "enforce_from", f"must be a date YYYY-MM-DD (got {s.mfa.enforce_from!r})")
-    unknown = [f for f in s.mfa.allowed_factors if f not in FACTOR_TYPES]
-    if unknown:
-        c.fail(
-            "mfa",
-            "allowed_factors",
-            f"has unknown factor {unknown[0]!r} (known: {', '.join(FACTOR_TYPES)})",
-        )
-    if s.mfa.required and not [f for f in s.mfa.allowed_factors if f != "recovery"]:
+    if s.mfa.required and set(s.mfa.allowed_factors) <= {"recovery"}:
         c.fail("mfa", "allowed_factors", "must allow a factor other than recovery codes")
-    c.between("mfa", "max_failures", 1, 100, " (NIST SP 800-63B 5.2.2 allows at most 100)")
-    c.at_least("mfa", "lockout_seconds", 1)
-    c.at_least("mfa", "max_totp_per_user", 1)
-    c.between("mfa", "reauth_window", 60, 3600)
-    c.between("push", "challenge_ttl", 5, 600)
-    c.between("push", "enroll_ttl", 60, 3600)
-    c.at_least("push", "sends_per_user", 1)
-    c.at_least("push", "send_window", 1)
-    c.between("push", "clock_skew", 5, 300)
-    c.between("push", "long_poll", 1, 55)
-    c.between("push", "max_polls_per_device", 1, 10)
-    host = urllib.parse.urlsplit(s.issuer).hostname or ""
-    rp_id = s.webauthn.rp_id
+    host, rp_id = urlsplit(s.issuer).hostname or "", s.webauthn.rp_id
     if rp_id and not (host == rp_id or host.endswith("." + rp_id)):
         c.fail("webauthn", "rp_id", f"must be the issuer host {host!r} or a parent domain of it")
-    for origin in s.webauthn.origins:
-        parts = urllib.parse.urlsplit(origin)
-        if parts.scheme not in ("https", "http") or not parts.netloc or parts.path not in ("",):
-            c.fail("webauthn", "origins", f"{origin!r} is not an origin like https://id.example")
-
-
-EMAIL_BACKENDS = ("console", "smtp")
-PHONE_BACKENDS = ("console", "twilio")
-SMTP_SECURITY = ("starttls", "tls", "none")
 
 
 def _check_delivery(c: _Checker) -> None:
     d = c.settings.delivery
-    c.one_of("delivery", "email_backend", EMAIL_BACKENDS)
-    c.one_of("delivery", "smtp_security", SMTP_SECURITY)
-    c.between("delivery", "smtp_port", 1, 65535)
-    c.between("delivery", "smtp_timeout", 1, 120, " seconds")
-    c.one_of("delivery", "sms_backend", PHONE_BACKENDS)
-    c.one_of("delivery", "voice_backend", PHONE_BACKENDS)
-    c.between("delivery", "timeout", 1, 60, " seconds")
-    c.between("delivery", "retries", 0, 5)
     if d.email_backend == "smtp":
-        c.not_empty("delivery", "smtp_host")
+        if not d.smtp_host.strip():
+            c.fail("delivery", "smtp_host", "must not be empty")
         if d.smtp_password and not d.smtp_username:
             c.fail("delivery", "smtp_password", "is set but [delivery] smtp_username is empty")
     if "twilio" in (d.sms_backend, d.voice_backend):
         for key in ("twilio_account_sid", "twilio_auth_token", "twilio_from"):
-            c.not_empty("delivery", key)
+            if not getattr(d, key).strip():
+                c.fail("delivery", key, "must not be empty")
         parts = urlsplit(d.twilio_base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             c.fail("delivery", "twilio_base_url", "must be an http(s) URL such as "
                    f"'https://api.twilio.com' (got {d.twilio_base_url!r})")  # fmt: skip
-    o = c.settings.otp
-    c.between("otp", "code_ttl", 60, 600, " seconds (NIST SP 800-63B allows at most 10 minutes)")
-    c.between("otp", "max_attempts_per_code", 1, 10)
-    c.between("otp", "resend_cooldown", 0, 600, " seconds")
-    c.at_least("otp", "sends_per_user_per_hour", 1)
-    c.at_least("otp", "sends_per_destination", 1)
-    c.at_least("otp", "destination_window", 1, " second")
-    c.at_least("otp", "sends_per_ip_per_hour", 1)
-    if len(o.phone_region) != 2 or not o.phone_region.isalpha() or not o.phone_region.isupper():
-        c.fail("otp", "phone_region", f"must be a two-letter region code such as 'US' "
-               f"(got {o.phone_region!r})")  # fmt: skip
 
 
-def _check_admin(c: _Checker) -> None:
-    c.between("admin", "mfa_max_age", 60, 43200, " seconds")
-    c.one_of("admin", "required_acr", ADMIN_ACRS)
-    c.at_least("admin", "reminder_interval", 3600, " seconds")
-    c.between("admin", "reminder_batch_size", 1, 1000)
-    c.between("admin", "registration_token_ttl", 60, 31536000, " seconds")
-
-
-def _check_fields(c: _Checker) -> None:
-    s = c.settings
-    _check_mfa(c)
-    _check_admin(c)
-    _check_delivery(c)
-    c.one_of("ops", "log_format", ("text", "json"))
-    c.between("audit", "seal_interval", 0, 3600)
-    c.one_of("ops", "log_level", ("DEBUG", "INFO", "WARNING", "ERROR"))
-    c.not_empty("delivery", "email_from")
-    c.one_of("", "env", ENVIRONMENTS)
-    _check_issuer(c)
-    c.not_empty("", "secret_key")
-
-    c.not_empty("server", "host")
-    c.between("server", "port", 1, 65535)
-    c.at_least("server", "workers", 1)
-    c.at_least("server", "trusted_proxies", 0)
-
-    if not _SQLALCHEMY_URL.match(s.database.url):
-        c.fail(
-            "database",
-            "url",
-            "must be an SQLAlchemy URL such as 'postgresql+psycopg://user@host/db' "
-            "or 'sqlite:///instance/idp.sqlite3'",
-        )
-
-    c.one_of("store", "backend", STORE_BACKENDS)
-    if s.store.backend == "redis" and urlsplit(s.store.redis_url).scheme not in (
-        "redis",
-        "rediss",
-        "unix",
-    ):
-        c.fail(
-            "store",
-            "redis_url",
-            "must be a redis://, rediss:// or unix:// URL such as 'redis://127.0.0.1:6379/0'",
-        )
-
-    c.not_empty("keys", "directory")
-    c.one_of("keys", "algorithm", KEY_ALGORITHMS)
-
-    if not _COOKIE_TOKEN.fullmatch(s.session.cookie_name):
-        c.fail(
-            "session",
-            "cookie_name",
-            f"must be a non-empty RFC 6265 cookie name of letters, digits and "
-            f"!#$%&'*+-.^_`|~ (got {s.session.cookie_name!r})",
-        )
-    c.at_least("session", "idle_timeout", 60, " seconds")
-    c.at_least("session", "absolute_timeout", 60, " seconds")
+def _check_related_fields(c: _Checker) -> None:
+    s, p = c.settings, c.settings.password
+    if s.store.backend == "redis" and urlsplit(s.store.redis_url).scheme not in _REDIS_SCHEMES:
+        c.fail("store", "redis_url", "must be a redis://, rediss:// or unix:// URL such as "
+               "'redis://127.0.0.1:6379/0'")  # fmt: skip
     if s.session.idle_timeout > s.session.absolute_timeout:
-        c.fail(
-            "session",
-            "idle_timeout",
-            f"({s.session.idle_timeout}) must not exceed "
-            f"{c.name('session', 'absolute_timeout')} ({s.session.absolute_timeout})",
-        )
-
-    for key in ("access_token_ttl", "id_token_ttl", "refresh_token_ttl", "code_ttl"):
-        c.at_least("tokens", key, 1, " second")
-    if s.tokens.code_ttl > 600:
-        c.fail(
-            "tokens",
-            "code_ttl",
-            f"must be at most 600 seconds (RFC 6749 section 4.1.2 recommends a "
-            f"maximum lifetime of 10 minutes) (got {s.tokens.code_ttl})",
-        )
-
-    c.between(
-        "login",
-        "max_consecutive_failures",
-        1,
-        100,
-        " (NIST SP 800-63B section 5.2.2 allows at most 100)",
-    )
-    c.at_least("login", "lockout_seconds", 1)
-    c.at_least("login", "per_ip_per_minute", 1)
-    c.at_least("login", "failures_per_ip_per_minute", 1)
-    c.at_least("login", "failures_per_account_ip_per_minute", 1)
-    c.between("login", "device_trust_days", 1, 400, " days (browsers cap cookies at 400)")
-
-    c.at_least("password", "time_cost", 1)
-    c.at_least("password", "parallelism", 1)
-    c.at_least(
-        "password",
-        "memory_cost",
-        8 * s.password.parallelism,
-        " KiB (Argon2 needs 8 KiB per lane of [password] parallelism)",
-    )
-    c.at_least("password", "min_length", 8, " (NIST SP 800-63B section 5.1.1.2)")
-    c.at_least(
-        "password",
-        "max_length",
-        64,
-        " (NIST SP 800-63B section 5.1.1.2 requires accepting at least 64 characters)",
-    )
-    if s.password.max_length < s.password.min_length:
-        c.fail(
-            "password",
-            "max_length",
-            f"({s.password.max_length}) must be at least "
-            f"{c.name('password', 'min_length')} ({s.password.min_length})",
-        )
-
-    keys = s.security.encryption_keys
-    if not keys:
-        c.fail("security", "encryption_keys", "must contain at least one key")
-    for kid, value in keys.items():
-        if not kid.strip():
-            c.fail("security", "encryption_keys", "has an empty key id")
-        decoded = _decode_encryption_key(value)
-        if decoded is None:
-            c.fail(
-                "security",
-                "encryption_keys",
-                f"key {kid!r} is not urlsafe base64 (generate one with: python -c "
-                f'"import base64,os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())")',
-            )
-        if len(decoded) != _ENCRYPTION_KEY_BYTES:
-            c.fail(
-                "security",
-                "encryption_keys",
-                f"key {kid!r} must decode to exactly {_ENCRYPTION_KEY_BYTES} bytes for "
-                f"AES-256-GCM (got {len(decoded)} bytes)",
-            )
-    if s.security.active_encryption_key not in keys:
-        known = ", ".join(repr(k) for k in keys)
-        c.fail(
-            "security",
-            "active_encryption_key",
-            f"must name a key in [security] encryption_keys ({known}) "
-            f"(got {s.security.active_encryption_key!r})",
-        )
-    c.at_least("security", "hsts_max_age", 0, " seconds")
-    c.at_least("security", "max_parameter_length", 256, " characters")
-
-    c.not_empty("ui", "service_name")
-
-    c.between("password", "min_score", 0, 4, " (a zxcvbn score)")
-    c.between("password", "reset_ttl", 300, 86400, " seconds")
-    c.at_least("password", "reset_per_ip_per_hour", 1)
-    c.at_least("password", "reset_per_email_per_hour", 1)
-    c.between("registration", "verify_ttl", 600, 7 * 86400, " seconds")
-    c.at_least("registration", "per_ip_per_hour", 1)
-    c.at_least("registration", "per_email_per_hour", 1)
-
-
-def _web_concurrency(environ: Mapping[str, str]) -> int | None:
-    raw = environ.get("WEB_CONCURRENCY")
-    if raw is None:
-        return None
-    try:
-        return int(raw.strip())
-    except ValueError:
-        return None  # not ours to validate; gunicorn reports it
+        absolute = c.name("session", "absolute_timeout")
+        c.fail("session", "idle_timeout", f"({s.session.idle_timeout}) must not exceed "
+               f"{absolute} ({s.session.absolute_timeout})")  # fmt: skip
+    if p.memory_cost < 8 * p.parallelism:
+        why = _why(_fields("password")["memory_cost"])
+        c.fail("password", "memory_cost", f"must be at least {8 * p.parallelism}{why} "
+               f"(got {p.memory_cost})")  # fmt: skip
+    if p.max_length < p.min_length:
+        c.fail("password", "max_length", f"({p.max_length}) must be at least "
+               f"{c.name('password', 'min_length')} ({p.min_length})")  # fmt: skip
+    keys, active = s.security.encryption_keys, s.security.active_encryption_key
+    if active not in keys:
+        c.fail("security", "active_encryption_key", "must name a key in [security] "
+               f"encryption_keys ({', '.join(map(repr, keys))}) (got {active!r})")  # fmt: skip
 
 
 def _check_deployment(c: _Checker, environ: Mapping[str, str]) -> None:
     s = c.settings
-    if s.store.backend == "memory":
-        backend = _label("store", "backend")
-        advice = "(use backend = 'redis')"
-        if s.server.workers > 1:
-            _fail(
-                f"{backend} 'memory' keeps state in one process; it cannot serve "
-                f"{c.name('server', 'workers')} = {s.server.workers} {advice}"
-            )
-        concurrency = _web_concurrency(environ)
-        if concurrency is not None and concurrency > 1:
-            _fail(
-                f"{backend} 'memory' keeps state in one process; it cannot serve "
-                f"WEB_CONCURRENCY = {concurrency} {advice}"
-            )
-
+    try:
+        concurrency = int(environ.get("WEB_CONCURRENCY", "1").strip())
+    except ValueError:
+        concurrency = 1  # not ours to validate: gunicorn reports it
+    for what, count in ((c.name("server", "workers"), s.server.workers),
+                        ("WEB_CONCURRENCY", concurrency)):  # fmt: skip
+        if s.store.backend == "memory" and count > 1:
+            _fail(f"[store] backend 'memory' keeps state in one process; it cannot serve "
+                  f"{what} = {count} (use backend = 'redis')")  # fmt: skip
     if not s.is_production:
         return
     if s.secret_key == DEV_SECRET_KEY:
-        c.fail(
-            "",
-            "secret_key",
-            "is the built-in development key, which is refused in production; set "
-            "IDP_SECRET_KEY to the output of: python -c "
-            '"import secrets; print(secrets.token_urlsafe(48))"',
-        )
+        c.fail("", "secret_key", "is the built-in development key, which is refused in "
+               f"production; set IDP_SECRET_KEY to the output of: {_SECRETGEN}")  # fmt: skip
     if len(s.secret_key) < _MIN_PRODUCTION_SECRET_LENGTH:
-        c.fail(
-            "",
-            "secret_key",
-            f"must be at least {_MIN_PRODUCTION_SECRET_LENGTH} characters in production "
-            f"(got {len(s.secret_key)}); generate one with: python -c "
-            '"import secrets; print(secrets.token_urlsafe(48))"',
-        )
-    dev_key = _decode_encryption_key(DEV_ENCRYPTION_KEY)
-    for kid, value in s.security.encryption_keys.items():
-        if _decode_encryption_key(value) == dev_key:
-            c.fail(
-                "security",
-                "encryption_keys",
-                f"key {kid!r} is the built-in development key, which is refused in "
-                "production; set IDP_SECURITY_ENCRYPTION_KEYS",
-            )
+        c.fail("", "secret_key", f"must be at least {_MIN_PRODUCTION_SECRET_LENGTH} "
+               f"characters in production (got {len(s.secret_key)}); generate one with: "
+               f"{_SECRETGEN}")  # fmt: skip
+    for kid in _dev_key_ids(s):
+        c.fail("security", "encryption_keys", f"key {kid!r} is the built-in development key, "
+               "which is refused in production; set IDP_SECURITY_ENCRYPTION_KEYS")  # fmt: skip
     if urlsplit(s.issuer).scheme != "https":
         c.fail("", "issuer", f"must use https in production (got {s.issuer!r})")
     if s.ops.metrics_enabled and len(s.ops.metrics_token) < 16:
-        c.fail(
-            "ops",
-            "metrics_token",
-            "must be at least 16 characters in production while metrics_enabled is true "
-            "(Prometheus sends it as a bearer token); or set metrics_enabled = false",
-        )
+        c.fail("ops", "metrics_token", "must be at least 16 characters in production while "
+               "metrics_enabled is true (Prometheus sends it as a bearer token); or set "
+               "metrics_enabled = false")  # fmt: skip
+
+
+def _dev_key_ids(settings: Settings) -> list[str]:
+    keys, dev_key = settings.security.encryption_keys, _decode_key(DEV_ENCRYPTION_KEY)
+    return [kid for kid, value in keys.items() if _decode_key(value) == dev_key]
 
 
 def _validate(
-    settings: Settings,
-    environ: Mapping[str, str],
-    sources: Mapping[tuple[str, str], str],
+    settings: Settings, environ: Mapping[str, str], sources: Mapping[tuple[str, str], str]
 ) -> None:
     checker = _Checker(settings, sources)
-    _check_fields(checker)
+    _check_mfa(checker)
+    _check_delivery(checker)
+    _check_related_fields(checker)
     _check_deployment(checker, environ)
 
 
 def validate(settings: Settings, environ: Mapping[str, str] | None = None) -> None:
     """Raise :class:`ConfigError` if ``settings`` is invalid or unsafe to run.
 
-    Checks types, ranges and enumerations, then the production rules and the
-    single-process limit of the memory store (``[server] workers`` and the
-    ``WEB_CONCURRENCY`` variable in ``environ``, default ``os.environ``).
-    :func:`load_settings` already calls this.
+    Each field was checked when its section was built; this adds the rules that tie
+    fields together, the production rules and the single-process limit of the memory
+    store (``[server] workers`` and the ``WEB_CONCURRENCY`` variable in ``environ``,
+    default ``os.environ``). :func:`load_settings` already calls this.
     """
-    if environ is None:
-        environ = os.environ
-    for section, key, hint in _all_fields():
-        holder = getattr(settings, section) if section else settings
-        value = getattr(holder, key)
-        if _is_mapping_type(hint) and isinstance(value, Mapping):
-            value = dict(value)
-        _check_type(value, hint, section, key)
-    _validate(settings, environ, {})
-
-
-def _all_fields() -> list[tuple[str, str, Any]]:
-    fields = [("", key, hint) for key, hint in _TOP_LEVEL.items()]
-    for section, cls in _SECTIONS.items():
-        fields.extend((section, key, hint) for key, hint in _field_types(cls).items())
-    return fields
+    _validate(settings, os.environ if environ is None else environ, {})
 
 
 def development_warnings(settings: Settings) -> list[str]:
@@ -1069,45 +823,26 @@ def development_warnings(settings: Settings) -> list[str]:
         return []
     warnings: list[str] = []
     if settings.secret_key == DEV_SECRET_KEY:
-        warnings.append(
-            "secret_key is the built-in development key: anyone can forge session "
-            "cookies; set IDP_SECRET_KEY before exposing this server"
-        )
-    dev_key = _decode_encryption_key(DEV_ENCRYPTION_KEY)
-    dev_kids = [
-        kid
-        for kid, value in settings.security.encryption_keys.items()
-        if _decode_encryption_key(value) == dev_key
-    ]
-    if dev_kids:
-        warnings.append(
-            f"[security] encryption_keys {', '.join(repr(k) for k in dev_kids)} is the "
-            "built-in development key: data encrypted at rest is readable by anyone; "
-            "set IDP_SECURITY_ENCRYPTION_KEYS"
-        )
+        warnings.append("secret_key is the built-in development key: anyone can forge session "
+                        "cookies; set IDP_SECRET_KEY before exposing this server")  # fmt: skip
+    if dev_kids := _dev_key_ids(settings):
+        warnings.append(f"[security] encryption_keys {', '.join(map(repr, dev_kids))} is the "
+                        "built-in development key: data encrypted at rest is readable by "
+                        "anyone; set IDP_SECURITY_ENCRYPTION_KEYS")  # fmt: skip
     if settings.store.backend == "memory":
-        warnings.append(
-            "[store] backend is 'memory': sessions, rate limits and lockouts live in "
-            "one process and are lost on restart; use backend = 'redis' when deploying"
-        )
+        warnings.append("[store] backend is 'memory': sessions, rate limits and lockouts live "
+                        "in one process and are lost on restart; use backend = 'redis' when "
+                        "deploying")  # fmt: skip
     if settings.database.url.startswith("sqlite"):
-        warnings.append(
-            "[database] url is SQLite: fine for development, use PostgreSQL "
-            "(postgresql+psycopg://user@host/db) when deploying"
-        )
+        warnings.append("[database] url is SQLite: fine for development, use PostgreSQL "
+                        "(postgresql+psycopg://user@host/db) when deploying")  # fmt: skip
     return warnings
 
 
 def _mask_url_password(url: str) -> str:
     """Replace the password in ``scheme://user:password@host`` with ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
+    parts = _split(url)
+    userinfo, at, host = parts.netloc.rpartition("@") if parts else ("", "", "")
+    if not parts or not at or ":" not in userinfo:
         return url
-    if "@" not in parts.netloc:
-        return url
-    userinfo, host = parts.netloc.rsplit("@", 1)
-    if ":" not in userinfo:
-        return url
-    user = userinfo.split(":", 1)[0]
-    return parts._replace(netloc=f"{user}:{_MASK}@{host}").geturl()
+    return parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:{_MASK}@{host}").geturl()

@@ -4,6 +4,7 @@ security headers, and the one place domain errors become responses."""
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,8 +33,6 @@ log = logging.getLogger("idp.web")
 
 BROWSER_COOKIE = "idp_browser"
 # Endpoints that speak JSON (errors in JSON too, RFC 6749 5.2 / RFC 6750 3).
-# Browser-facing protocol endpoints (OIDC Core 3.1.2, RP-Initiated Logout).
-PROTOCOL_PAGES = ("/authorize", "/logout")
 JSON_PATHS = (
     "/token", "/introspect", "/revoke", "/userinfo", "/jwks", "/.well-known/",
     "/connect/register", "/push/v1/", "/healthz", "/readyz", "/admin/api/",
@@ -120,6 +119,16 @@ def validate_csrf() -> None:
     services().csrf.validate(request.form.get("csrf_token"), browser_cookie())
 
 
+def safe_admin_path(value: str | None) -> str | None:
+    """A same-site admin path to continue to after a step-up, never another origin."""
+    if not value or "\\" in value or value.startswith("//"):
+        return None
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/admin"):
+        return None
+    return value
+
+
 def allow_form_action(uri: str) -> None:
     """Let this page's forms end in a redirect to *uri*'s origin (CSP form-action
     applies to the redirects that follow a form submission)."""
@@ -186,6 +195,96 @@ def _holds_nul(value: Any, depth: int = 0) -> bool:
     return False
 
 
+# -- the request edge: one place where request text is checked, for every route -----------
+
+# Characters no request parameter may hold: NUL (PostgreSQL text cannot store it, C
+# strings end at it) and the other C0 controls but tab, line feed and carriage return,
+# which no form field or protocol value needs and which break logs and mail headers.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _body_type() -> Response | None:
+    """A body is form-encoded, multipart or JSON (RFC 6749 3.2 for the OAuth endpoints)."""
+    if request.method not in ("POST", "PUT") or request.mimetype in (
+        "",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+        "application/json",
+    ):
+        return None
+    if _wants_json():
+        # RFC 6749 3.2, 5.2: a 400 invalid_request for the OAuth endpoints.
+        return error_page(
+            400,
+            "Unsupported request body",
+            "Send the parameters as application/x-www-form-urlencoded.",
+        )
+    abort(415)
+
+
+def _path_ids() -> Response | None:
+    """An id in the path that no database integer holds is no row (SQLite would raise
+    OverflowError)."""
+    for arg in (request.view_args or {}).values():
+        if isinstance(arg, int) and not -MAX_DB_INTEGER - 1 <= arg <= MAX_DB_INTEGER:
+            abort(404)
+    return None
+
+
+def _parameters() -> Response | None:
+    """Every query and form parameter: a bounded size, no control characters, and no
+    JSON-looking value nested deeper than any reader of it accepts."""
+    limit = services().settings.security.max_parameter_length
+    for name, value in request.values.items(multi=True):
+        key = name if isinstance(name, str) else ""  # a multipart part without name=
+        shown = repr(_CONTROL.sub("?", key[:40]))
+        if len(key) > 128 or len(value) > limit:
+            return error_page(
+                400,
+                "Request too large",
+                f"The parameter {shown} is longer than {limit} characters.",
+            )
+        if _CONTROL.search(key) or _CONTROL.search(value):
+            return error_page(
+                400,
+                "Invalid request",
+                f"The parameter {shown} contains a control character (such as NUL) that no "
+                "field accepts. Go back, retype it and try again.",
+            )
+        if looks_like_json(value) and json_depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+            # Whatever reads this parameter as JSON (claims, a WebAuthn response, a
+            # JWKS) would recurse once per level: refused here, for every endpoint.
+            return error_page(
+                400,
+                "Invalid request",
+                f"The parameter {shown} is nested more than {MAX_JSON_DEPTH} levels deep. "
+                "Go back to the page or application that sent you and try again.",
+            )
+    return None
+
+
+def _json_body() -> Response | None:
+    """A JSON body within the depth limit, without NUL in any string."""
+    try:
+        body = request_json()
+    except JSONTooDeep:
+        return error_page(
+            400,
+            "Invalid request",
+            f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep.",
+        )
+    except JSONRefused:
+        return None  # not JSON: the endpoint says what it expects
+    if _holds_nul(body):
+        return error_page(400, "Invalid request", "The request body contains a NUL character.")
+    return None
+
+
+#: The request edge, in order. A check returns the response that refuses the request,
+#: or None; ``_bad_data`` (DataError -> 400) stays as the net under all of them.
+EDGE_CHECKS = (_body_type, _path_ids, _parameters, _json_body)
+
+
 def init_web(app: Flask) -> None:
     @app.context_processor
     def _template_globals():
@@ -198,66 +297,12 @@ def init_web(app: Flask) -> None:
         }
 
     @app.before_request
-    def _limit_parameters():
-        limit = services().settings.security.max_parameter_length
-        if request.method in ("POST", "PUT") and request.mimetype not in (
-            "",
-            "application/x-www-form-urlencoded",
-            "multipart/form-data",
-            "application/json",
-        ):
-            if _wants_json():
-                # RFC 6749 3.2, 5.2: the parameters must be form-encoded; anything else
-                # is a 400 invalid_request for the OAuth endpoints.
-                return error_page(
-                    400,
-                    "Unsupported request body",
-                    "Send the parameters as application/x-www-form-urlencoded.",
-                )
-            abort(415)
-        for arg in (request.view_args or {}).values():
-            if isinstance(arg, int) and not -MAX_DB_INTEGER - 1 <= arg <= MAX_DB_INTEGER:
-                # An id in the path that no database integer holds (SQLite would raise
-                # OverflowError): there is no such row.
-                abort(404)
-        # The OAuth/OIDC endpoints refuse NUL up front; the pages' forms say which field
-        # is wrong themselves (and _bad_data below is the net under both).
-        protocol = _wants_json() or request.path.startswith(PROTOCOL_PAGES)
-        for name, value in request.values.items(multi=True):
-            # A multipart part without a name= arrives with the name None.
-            key = name if isinstance(name, str) else ""
-            if len(key) > 128 or len(value) > limit:
-                return error_page(
-                    400,
-                    "Request too large",
-                    f"The parameter {key[:40]!r} is longer than {limit} characters.",
-                )
-            if protocol and ("\x00" in key or "\x00" in value):
-                # No protocol parameter may hold NUL (and PostgreSQL text cannot).
-                return error_page(
-                    400, "Invalid request", f"The parameter {key[:40]!r} contains a NUL character."
-                )
-            if looks_like_json(value) and json_depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
-                # Whatever reads this parameter as JSON (claims, a WebAuthn response, a
-                # JWKS) would recurse once per level: refused here, for every endpoint.
-                return error_page(
-                    400,
-                    "Invalid request",
-                    f"The parameter {key[:40]!r} is nested more than {MAX_JSON_DEPTH} levels "
-                    "deep. Go back to the page or application that sent you and try again.",
-                )
-        try:
-            body = request_json()
-        except JSONTooDeep:
-            return error_page(
-                400,
-                "Invalid request",
-                f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep.",
-            )
-        except JSONRefused:
-            body = None  # not JSON: the endpoint says what it expects
-        if protocol and _holds_nul(body):
-            return error_page(400, "Invalid request", "The request body contains a NUL character.")
+    def _edge() -> Response | None:
+        # Request text is checked once, here, for every route (see EDGE_CHECKS).
+        for check in EDGE_CHECKS:
+            refused = check()
+            if refused is not None:
+                return refused
         return None
 
     @app.after_request

@@ -4,87 +4,94 @@ The key is ES256 (ECDSA P-256, RFC 7518 section 3.4) by default, or Ed25519 (``E
 RFC 8037). Every request carries a compact JWS (RFC 7515) in ``Authorization: Device
 <jws>`` with DPoP-style claims (RFC 9449 section 4.2): ``htm`` (method), ``aud`` (the
 endpoint URL), ``iat`` (now), ``jti`` (a fresh nonce) and ``sub`` (the device id).
+
+Keys, JWKs and signatures are joserfc's (``joserfc.jwk``, ``joserfc.jwt``): nothing
+here encodes a signature or a key by hand. The wire name of Ed25519 stays ``EdDSA``
+(what providers accept); joserfc 1.8 deprecates that polymorphic name (RFC 9864), so
+the registry below signs it with joserfc's fully specified ``Ed25519`` algorithm, the
+same computation restricted to Ed25519 keys, without a deprecation warning.
+
 This module is independent of the provider's code on purpose.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import secrets
 import time
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from joserfc import jwk, jws, jwt
+from joserfc.errors import JoseError
 
 ALGORITHMS = ("ES256", "EdDSA")
 TYP = "idp-verify+jwt"
 
-PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+PrivateKey = jwk.ECKey | jwk.OKPKey
+
+# The key type and curve of each algorithm.
+_KEYS: dict[str, tuple[str, str]] = {"ES256": ("EC", "P-256"), "EdDSA": ("OKP", "Ed25519")}
+# The members of the public JWK sent at enrollment.
+_JWK_MEMBERS = ("kty", "crv", "x", "y")
 
 
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+class _Registry(jws.JWSRegistry):
+    """joserfc's JWS registry with the two algorithms of the app."""
+
+    algorithms = {
+        "ES256": jws.JWSRegistry.algorithms["ES256"],
+        # "EdDSA" on the wire, signed by joserfc's fully specified Ed25519 (RFC 9864);
+        # a joserfc older than RFC 9864 has only EdDSA (Ed448 keys are refused anyway).
+        "EdDSA": jws.JWSRegistry.algorithms.get("Ed25519") or jws.JWSRegistry.algorithms["EdDSA"],
+    }
+    recommended: list[str] = []
+
+
+_REGISTRY = _Registry(algorithms=ALGORITHMS)
 
 
 def generate(alg: str) -> PrivateKey:
-    if alg == "ES256":
-        return ec.generate_private_key(ec.SECP256R1())
-    if alg == "EdDSA":
-        return ed25519.Ed25519PrivateKey.generate()
-    raise ValueError(f"unsupported algorithm {alg!r} (use ES256 or EdDSA)")
+    if alg not in _KEYS:
+        raise ValueError(f"unsupported algorithm {alg!r} (use ES256 or EdDSA)")
+    kty, crv = _KEYS[alg]
+    if kty == "EC":
+        return jwk.ECKey.generate_key(crv, private=True)
+    return jwk.OKPKey.generate_key(crv, private=True)
 
 
 def to_pem(key: PrivateKey) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode("ascii")
+    """PKCS #8 PEM, unencrypted (the state file is private)."""
+    return key.as_pem(private=True).decode("ascii")
 
 
 def from_pem(pem: str) -> PrivateKey:
-    key = serialization.load_pem_private_key(pem.encode("ascii"), password=None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
-        raise ValueError("the stored device key is neither P-256 nor Ed25519")
-    return key
+    for kty, crv in _KEYS.values():
+        try:
+            key = jwk.import_key(pem, kty)
+        except (JoseError, TypeError, ValueError):
+            continue
+        if isinstance(key, jwk.ECKey | jwk.OKPKey) and key.is_private and key.curve_name == crv:
+            return key
+    raise ValueError("the stored device key is neither P-256 nor Ed25519")
 
 
 def algorithm_of(key: PrivateKey) -> str:
-    return "ES256" if isinstance(key, ec.EllipticCurvePrivateKey) else "EdDSA"
+    for alg, (kty, crv) in _KEYS.items():
+        if key.key_type == kty and key.curve_name == crv:
+            return alg
+    raise ValueError("the device key is neither P-256 nor Ed25519")
 
 
 def public_jwk(key: PrivateKey) -> dict[str, str]:
-    """The public half as a JWK (RFC 7518 section 6.2.1 / RFC 8037 section 2)."""
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        numbers = key.public_key().public_numbers()
-        return {
-            "kty": "EC",
-            "crv": "P-256",
-            "x": b64url(numbers.x.to_bytes(32, "big")),
-            "y": b64url(numbers.y.to_bytes(32, "big")),
-        }
-    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw)}
+    """The public half as a JWK (RFC 7518 section 6.2.1 / RFC 8037 section 2): the key
+    material only."""
+    exported = key.as_dict(private=False)
+    return {m: exported[m] for m in _JWK_MEMBERS if m in exported}
 
 
 def sign(key: PrivateKey, header: dict[str, Any], claims: dict[str, Any]) -> str:
     """A compact JWS of *claims* (RFC 7515 section 7.1)."""
-    alg = algorithm_of(key)
-    protected = {"alg": alg, "typ": TYP, **header}
-    signing_input = (
-        b64url(json.dumps(protected, separators=(",", ":")).encode())
-        + "."
-        + b64url(json.dumps(claims, separators=(",", ":")).encode())
-    ).encode("ascii")
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
-        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-    else:
-        signature = key.sign(signing_input)
-    return signing_input.decode("ascii") + "." + b64url(signature)
+    protected = {"alg": algorithm_of(key), "typ": TYP, **header}
+    return jwt.encode(protected, claims, key, registry=_REGISTRY, default_type=None)
 
 
 def request_claims(method: str, url: str, **extra: Any) -> dict[str, Any]:

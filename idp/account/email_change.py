@@ -28,14 +28,14 @@ bp = Blueprint("email", __name__)
 
 
 def _gate_and_reauth() -> tuple[User, object] | Response:
-    from ..mfa.views import Ctx, _reauth_needed
-    from .views import _gate
+    from ..mfa.pages import Ctx, reauth_needed
+    from .views import account_gate
 
-    gate = _gate()
+    gate = account_gate()
     if isinstance(gate, Response):
         return gate
     user, session = gate
-    again = _reauth_needed(Ctx(user, session, None))
+    again = reauth_needed(Ctx(user, session, None))
     if again is not None:
         return again
     return user, session

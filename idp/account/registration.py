@@ -102,7 +102,9 @@ def _validate(name: str, email: str, password: str, confirm: str) -> dict[str, s
         errors["name"] = "Enter your full name."
     elif len(name) > 200:
         errors["name"] = "Use at most 200 characters for your name."
-    elif any(unicodedata.category(ch) in ("Cc", "Cs") for ch in name):
+    elif any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in name):
+        # (Format characters such as right-to-left marks could disguise a name in the
+        # messages that quote it.)
         errors["name"] = "Use letters, spaces and punctuation only in your name."
     if not email:
         errors["email"] = "Enter your email address."

@@ -86,7 +86,7 @@ def _render(user, message: str | None = None, error: str | None = None, status: 
     )
 
 
-def _gate() -> tuple[object, object] | Response:
+def account_gate() -> tuple[object, object] | Response:
     """The signed-in user and session; a user with factors must have passed one of them
     in this session (a password alone does not open the security page)."""
     user, session = current_user(), current_session()
@@ -100,7 +100,7 @@ def _gate() -> tuple[object, object] | Response:
 
 @bp.get("/security")
 def security() -> Response:
-    gate = _gate()
+    gate = account_gate()
     if isinstance(gate, Response):
         return gate
     user, _session = gate
@@ -114,7 +114,7 @@ def security() -> Response:
 @bp.post("/factors/<int:factor_id>")
 def factor_action(factor_id: int) -> Response:
     validate_csrf()
-    gate = _gate()
+    gate = account_gate()
     if isinstance(gate, Response):
         return gate
     user, session = gate

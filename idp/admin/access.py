@@ -5,7 +5,8 @@ Roles (``users.role``): ``user`` (no access), ``helpdesk`` (the help-desk pages 
 MFA adoption dashboard) and ``admin`` (everything, including clients and the audit
 export). Every admin page also needs a session whose second factor reached
 ``[admin] required_acr`` within ``[admin] mfa_max_age`` seconds; otherwise pages
-redirect to the admin step-up (``/admin/verify``) and the JSON API answers 401.
+redirect to the challenge page in its admin context (``/mfa/challenge?next=/admin/...``)
+and the JSON API answers 401.
 
 Getting in is not enough to act: :func:`may_act` is the one rule every action on a user
 goes through (the hierarchy of ``docs/ADMIN.md``), so that the help desk cannot take
@@ -18,16 +19,15 @@ import time
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Response, jsonify, redirect, request, url_for
 
 from .. import audit
-from ..auth.assurance import FACTOR_LEVELS, achieved, level_index
+from ..auth.assurance import achieved, factors_reaching, level_index
 from ..auth.session import BrowserSession
 from ..models import User
 from ..services import services
-from ..web import current_session, current_user, error_page, validate_csrf
+from ..web import current_session, current_user, error_page, safe_admin_path, validate_csrf
 
 ROLES = ("user", "helpdesk", "admin")
 STAFF = ("helpdesk", "admin")
@@ -148,8 +148,7 @@ def recent_acr(session: BrowserSession, now: int, max_age: int) -> str | None:
 
 def step_up_factors(types) -> list[str]:
     """Factor types that reach ``[admin] required_acr`` together with the password."""
-    required = level_index(services().settings.admin.required_acr)
-    return [t for t in types if t in FACTOR_LEVELS and level_index(FACTOR_LEVELS[t]) >= required]
+    return factors_reaching(types, services().settings.admin.required_acr)
 
 
 def mfa_fresh(session: BrowserSession) -> bool:
@@ -158,16 +157,7 @@ def mfa_fresh(session: BrowserSession) -> bool:
     return acr is not None and level_index(acr) >= level_index(settings.required_acr)
 
 
-def safe_next(value: str | None) -> str | None:
-    """A same-site admin path to continue to after step-up, never another origin."""
-    if not value or "\\" in value:
-        return None
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc or not parts.path.startswith("/admin"):
-        return None
-    if value.startswith("//"):
-        return None
-    return value
+safe_next = safe_admin_path  # (the admin pages' name for it)
 
 
 def _json(status: int, error: str, description: str) -> Response:
@@ -200,7 +190,8 @@ def gate(roles: tuple[str, ...] = STAFF, *, api: bool = False) -> Staff | Respon
             )
             return resp
         target = request.full_path if request.method == "GET" else request.path
-        return redirect(url_for("admin.verify", next=target.rstrip("?")))
+        # The one challenge page, in its admin context (factors that reach required_acr).
+        return redirect(url_for("mfa.challenge", next=target.rstrip("?")))
     return Staff(user, session)
 
 

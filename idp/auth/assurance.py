@@ -82,6 +82,12 @@ def achieved(methods: Iterable[str]) -> str | None:
     return best
 
 
+def factors_reaching(types: Iterable[str], acr: str) -> list[str]:
+    """The factor types of *types* that reach *acr* together with the password."""
+    need = level_index(acr)
+    return [t for t in types if t in FACTOR_LEVELS and level_index(FACTOR_LEVELS[t]) >= need]
+
+
 def reachable(allowed_factors: Iterable[str]) -> list[str]:
     """acr values a deployment offering *allowed_factors* can reach (for discovery)."""
     top = max([level_index(FACTOR_LEVELS[f]) for f in allowed_factors if f in FACTOR_LEVELS] + [0])

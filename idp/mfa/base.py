@@ -8,9 +8,12 @@ replays are refused -> one-time values are burned atomically -> success resets t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..models import Factor, User
+
+if TYPE_CHECKING:
+    from flask import Response
 
 
 class MFAError(Exception):
@@ -58,8 +61,32 @@ class Verified:
     amr: tuple[str, ...]
 
 
+class FactorPages:
+    """The page hooks every factor type has; the shared pages (:mod:`idp.mfa.views`)
+    call them with the page's context (:class:`idp.mfa.pages.Ctx`), so a factor package
+    holds its own pages and the shared code knows no factor by name."""
+
+    #: The part of the challenge page that asks for this factor.
+    challenge_template = ""
+
+    def setup_page(self, ctx: Any) -> Response:
+        """The set-up page (GET shows it, POST acts on it)."""
+        raise NotImplementedError(f"{type(self).__name__} must define setup_page")
+
+    def challenge_action(self, ctx: Any) -> Response | None:
+        """A POST on the challenge page that is not an answer to verify (send a code, send
+        a push request); None to verify the posted answer the usual way."""
+        return None
+
+    def challenge_vars(self, ctx: Any) -> dict[str, Any]:
+        """What :attr:`challenge_template` needs besides the common variables."""
+        return {}
+
+
 class FactorType(Protocol):
-    """One kind of second factor. Implementations live one per module in ``idp.mfa``."""
+    """One kind of second factor. Each lives in its own package under ``idp.mfa``
+    (``totp``, ``webauthn``, ``push``, ``codes``, ``recovery``) and also has the page
+    hooks of :class:`FactorPages`."""
 
     type: str  # "totp", "webauthn", "recovery"
     display_name: str  # "Authenticator app"

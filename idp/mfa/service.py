@@ -14,18 +14,18 @@ from ..notify import notify
 from ..services import Services
 from .base import FactorType, InvalidResponse, SecondFactorLocked, Verified
 from .policy import UserFacts
-from .recovery_factor import RecoveryFactor
-from .totp_factor import TOTPFactor
+from .recovery import RecoveryFactor
+from .totp import TOTPFactor
 
 # How factor types are presented, in the order set-up and "try another way" list them.
 ORDER = ("webauthn", "push", "totp", "sms", "voice", "email", "recovery")
 
 
 def build_registry(svc: Services) -> dict[str, FactorType]:
-    from .email_factor import EmailFactor
-    from .phone_factor import SmsFactor, VoiceFactor
-    from .push_factor import PushFactor
-    from .webauthn_factor import WebAuthnFactor
+    from .codes.email import EmailFactor
+    from .codes.phone import SmsFactor, VoiceFactor
+    from .push import PushFactor
+    from .webauthn import WebAuthnFactor
 
     registry: dict[str, FactorType] = {
         "webauthn": WebAuthnFactor(svc),
@@ -98,11 +98,22 @@ class MFAService:
 
     # -- the one verification path ---------------------------------------------------
     def verify(
-        self, user: User, factor_type: str, payload: dict[str, Any], *, binding: str
+        self,
+        user: User,
+        factor_type: str,
+        payload: dict[str, Any],
+        *,
+        binding: str,
+        factors: list[Factor] | None = None,
     ) -> Verified:
-        """Limits -> verify -> count failure -> (factor rejects replays and burns) -> reset."""
+        """Limits -> verify -> count failure -> (factor rejects replays and burns) -> reset.
+
+        *factors* narrows the user's active factors of the type to those the page's
+        context may use (default: all of them)."""
         impl = self.registry.get(factor_type)
-        factors = [f for f in self.factors(user) if f.type == factor_type]
+        if factors is None:
+            factors = [f for f in self.factors(user) if f.type == factor_type]
+        factors = [f for f in factors if f.type == factor_type and f.user_id == user.id]
         if impl is None or not factors:
             raise InvalidResponse("That sign-in method is not set up.", reason="no such factor")
         self.check_not_locked(user)

@@ -61,11 +61,12 @@ PUBLIC_ARGUMENTS = frozenset(
 )
 
 #: Query parameters that carry credentials when a client puts them in a URL. The
-#: provider reads only ``id_token_hint`` from a query string (an ID token, which says
-#: who the user is: OpenID Connect Core 1.0 section 3.1.2.1, RP-Initiated Logout 1.0
-#: section 2), but clients send the others there anyway, although RFC 6749 section
-#: 2.3.1 forbids it for client credentials and RFC 6750 section 2.3 advises against it
-#: for access tokens.
+#: provider reads ``id_token_hint`` from a query string (an ID token, which says who the
+#: user is: OpenID Connect Core 1.0 section 3.1.2.1, RP-Initiated Logout 1.0 section 2)
+#: and ``reset``, the password-reset link's token on the challenge page it leads to
+#: (``/mfa/challenge?reset=<token>``); clients send the others there anyway, although
+#: RFC 6749 section 2.3.1 forbids it for client credentials and RFC 6750 section 2.3
+#: advises against it for access tokens.
 SECRET_PARAMETERS = frozenset(
     {
         "access_token",
@@ -78,6 +79,7 @@ SECRET_PARAMETERS = frozenset(
         "password",
         "refresh_token",
         "registration_access_token",
+        "reset",
         "token",
     }
 )

@@ -53,10 +53,10 @@ def _seed(provider, base: str) -> tuple[str, str]:
     from flask_migrate import upgrade
 
     from idp.extensions import db
-    from idp.mfa import totp
     from idp.models import Factor, User
     from idp.models.base import utcnow
     from idp.oidc.clients import create_client
+    from idp.security import totp
     from idp.services import services
 
     with provider.app_context():

@@ -67,7 +67,7 @@ def sign_in_as_new_admin(page: Page, live: LiveServer, log: BrowserLog) -> Authe
     page.get_by_label("Email address").fill(email)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(re.compile(r"/admin/verify"))
+    expect(page).to_have_url(re.compile(r"/mfa/challenge\?next=/admin"))
     admin_page(page, log, "Verify it's you")
     expect(page.get_by_role("alert")).to_contain_text("need a second sign-in step")
     page.get_by_role("link", name="Set one up").click()

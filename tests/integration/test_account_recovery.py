@@ -162,4 +162,4 @@ def test_reset_password_challenge_links_to_the_recovery_page(app, client, ada):
     add_totp(app, EMAIL)
     post(client, "/forgot", {"email": EMAIL}).close()  # the email goes out on close
     reset = link_in(outbox(app, "account.password_reset")[-1], "/reset/")
-    assert 'href="/recover"' in text(client.get(reset))
+    assert 'href="/recover"' in text(client.get(reset, follow_redirects=True))

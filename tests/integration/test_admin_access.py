@@ -140,8 +140,8 @@ def test_admin_without_second_factor_must_step_up(app, people):
     b = signed_in(app, people["admin"], factor=None)
     resp = b.get("/admin/users?q=ada")
     assert resp.status_code == 302
-    assert resp.headers["Location"].startswith("/admin/verify?next=")
-    assert resp.headers["Location"] == "/admin/verify?next=/admin/users?q%3Dada"
+    # The one challenge page, in its admin context.
+    assert resp.headers["Location"] == "/mfa/challenge?next=/admin/users?q%3Dada"
 
 
 def test_admin_with_stale_second_factor_must_step_up(app, people):
@@ -149,7 +149,7 @@ def test_admin_with_stale_second_factor_must_step_up(app, people):
     for page in PAGES:
         resp = b.get(page)
         assert resp.status_code == 302, page
-        assert resp.headers["Location"].startswith("/admin/verify"), page
+        assert resp.headers["Location"].startswith("/mfa/challenge?next=/admin"), page
     fresh = signed_in(app, people["admin"], factor_age=880)
     assert fresh.get("/admin/").status_code == 200
 
@@ -157,7 +157,8 @@ def test_admin_with_stale_second_factor_must_step_up(app, people):
 def test_stale_admin_cannot_post_an_action(app, people):
     b = signed_in(app, people["admin"], factor_age=2000)
     resp = b.post(f"/admin/users/{people['user']}/action", {"action": "disable"})
-    assert resp.status_code == 302 and resp.headers["Location"].startswith("/admin/verify")
+    assert resp.status_code == 302
+    assert resp.headers["Location"].startswith("/mfa/challenge?next=/admin")
     from idp.extensions import db
     from idp.models import User
 
@@ -207,7 +208,7 @@ FORMS = [
     ("/admin/users/{user}/action", {"action": "disable"}),
     ("/admin/users/{user}/action", {"action": "reset_mfa", "reason": "lost phone"}),
     ("/admin/mfa/remind", {}),
-    ("/admin/verify", {"kind": "totp", "code": "123456"}),
+    ("/mfa/challenge", {"kind": "totp", "code": "123456", "next": "/admin/"}),
 ]  # fmt: skip
 
 
@@ -279,12 +280,13 @@ def _enroll_totp(app, user_id: int) -> str:
 def test_step_up_with_totp_then_continue(app, people):
     secret = _enroll_totp(app, people["admin"])
     b = signed_in(app, people["admin"], factor=None)
-    resp = b.get("/admin/verify?next=/admin/users?q=uma")
+    resp = b.get("/mfa/challenge?next=/admin/users?q=uma")
     assert resp.status_code == 200 and "Verify it" in resp.text
-    wrong = b.post("/admin/verify", {"kind": "totp", "code": "000000", "next": "/admin/users"})
+    assert "The admin pages need a recent second sign-in step" in resp.text
+    wrong = b.post("/mfa/challenge", {"kind": "totp", "code": "000000", "next": "/admin/users"})
     assert wrong.status_code == 400
-    ok = b.post("/admin/verify", {"kind": "totp", "code": totp_code(secret),
-                                  "next": "/admin/users?q=uma"})  # fmt: skip
+    ok = b.post("/mfa/challenge", {"kind": "totp", "code": totp_code(secret),
+                                   "next": "/admin/users?q=uma"})  # fmt: skip
     assert ok.status_code == 302 and ok.headers["Location"] == "/admin/users?q=uma"
     assert "user@example.com" in b.get("/admin/users?q=uma").text
     assert [e.event for e in audit_events(app, "mfa.failure")] == ["mfa.failure"]
@@ -293,19 +295,26 @@ def test_step_up_with_totp_then_continue(app, people):
 @pytest.mark.parametrize("target", ["https://evil.example/admin", "//evil.example/admin",
                                     "/account/security", "/\\evil.example"])  # fmt: skip
 def test_step_up_never_redirects_elsewhere(app, people, target):
+    """A ``next`` that is not an admin path is not an admin context: the pass leads to
+    the user's own account page, never to another origin or page."""
     secret = _enroll_totp(app, people["admin"])
     b = signed_in(app, people["admin"], factor=None)
-    ok = b.post("/admin/verify", {"kind": "totp", "code": totp_code(secret), "next": target})
-    assert ok.status_code == 302 and ok.headers["Location"] == "/admin/"
+    ok = b.post("/mfa/challenge", {"kind": "totp", "code": totp_code(secret), "next": target})
+    assert ok.status_code == 302 and ok.headers["Location"] == "/account/security"
 
 
 def test_step_up_without_a_factor_says_to_set_one_up(app, people):
     b = signed_in(app, people["admin"], factor=None)
-    resp = b.get("/admin/verify")
+    resp = b.get("/mfa/challenge?next=/admin/")
     assert resp.status_code == 200 and "need a second sign-in step" in resp.text
     assert re.search(r'href="/mfa/setup\?next=account"', resp.text)
 
 
-def test_step_up_refuses_non_staff(app, people):
+def test_a_step_up_does_not_make_a_user_staff(app, people):
+    """Anyone may pass their own factor on the admin context's challenge; the admin pages
+    still check the role."""
+    secret = _enroll_totp(app, people["user"])
     b = signed_in(app, people["user"], factor=None)
-    assert b.get("/admin/verify").status_code == 403
+    ok = b.post("/mfa/challenge", {"kind": "totp", "code": totp_code(secret), "next": "/admin/"})
+    assert ok.status_code == 302 and ok.headers["Location"] == "/admin/"
+    assert b.get("/admin/").status_code == 403

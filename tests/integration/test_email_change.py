@@ -206,7 +206,7 @@ def test_needs_a_signed_in_user(app, client, ada):
 
 
 def test_needs_a_recent_password(app, signed_in, monkeypatch):
-    from idp.mfa import views
+    from idp.mfa import pages as views
 
     later = time.time() + 3600  # past [mfa] reauth_window (the session is still alive)
     monkeypatch.setattr(views, "time", SimpleNamespace(time=lambda: later))

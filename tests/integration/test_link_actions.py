@@ -55,7 +55,6 @@ def _user_token(purpose: str, **data):
 TOKENS = {
     "register.verify": (_attempt_token, "verify_email"),
     "password.reset": (_user_token("reset"), "reset"),
-    "password.reset_webauthn_options": (_user_token("reset"), "reset"),
     "email.confirm": (_user_token("email_change", new_email="ada@new.example"), "email_change"),
 }
 

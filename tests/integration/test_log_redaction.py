@@ -96,7 +96,6 @@ def test_the_emailed_links_and_the_push_handle_are_secret_routes(app):
     assert {
         "/verify/<token>",
         "/reset/<token>",
-        "/reset/<token>/webauthn-options",
         "/account/email/confirm/<token>",
         "/push/v1/status/<handle>",
     } <= found
@@ -229,7 +228,7 @@ class Secrets:
         return [
             ("GET", f"/verify/{self.token}"),
             ("GET", f"/reset/{self.token}"),
-            ("POST", f"/reset/{self.token}/webauthn-options"),
+            ("GET", f"/mfa/challenge?reset={self.token}"),
             ("GET", f"/account/email/confirm/{self.token}"),
             ("GET", f"/push/v1/status/{self.handle}"),
             ("GET", f"/logout?id_token_hint={self.hint}"),
@@ -422,7 +421,7 @@ def test_gunicorn_as_configured_writes_redacted_access_lines(served, tmp_path):
     for line in (
         '"GET /verify/[redacted] HTTP/1.1"',
         '"GET /reset/[redacted] HTTP/1.1"',
-        '"POST /reset/[redacted]/webauthn-options HTTP/1.1"',
+        '"GET /mfa/challenge?reset=[redacted] HTTP/1.1"',
         '"GET /account/email/confirm/[redacted] HTTP/1.1"',
         '"GET /push/v1/status/[redacted] HTTP/1.1"',
         '"GET /logout?id_token_hint=[redacted] HTTP/1.1"',
@@ -440,7 +439,7 @@ def test_idp_run_request_log_is_redacted(served, tmp_path):
     )
     for line in (
         '"GET /verify/[redacted] HTTP/1.1"',
-        '"POST /reset/[redacted]/webauthn-options HTTP/1.1"',
+        '"GET /mfa/challenge?reset=[redacted] HTTP/1.1"',
         '"GET /push/v1/status/[redacted] HTTP/1.1"',
         '"GET /logout?id_token_hint=[redacted] HTTP/1.1"',
     ):

@@ -111,8 +111,8 @@ def setup_page(rp: MockRP, kind: str):
 def add_factor(app, uid: int, kind: str, destination: str, **kw) -> int:
     """An active code factor, as if enrolled earlier."""
     from idp.extensions import db
-    from idp.mfa.email_factor import mask_email
-    from idp.mfa.phone import mask_phone
+    from idp.mfa.codes.email import mask_email
+    from idp.mfa.codes.numbers import mask_phone
     from idp.models import Factor
     from idp.services import services
 

@@ -12,7 +12,7 @@ import pytest
 
 from clients.mockrp import MockRP
 from clients.mockrp.forms import parse_forms
-from idp.mfa import totp
+from idp.security import totp
 from tests.conftest import PASSWORD, make_settings
 from tests.integration.mfa_helpers import (
     ISSUER,

@@ -558,7 +558,7 @@ def _hrefs(resp) -> list[str]:
 def test_factor_passed_this_second_counts_as_recent(app, rp_factory, monkeypatch):
     from types import SimpleNamespace
 
-    from idp.mfa import views as mfa_views
+    from idp.mfa import pages as mfa_views
 
     frozen = int(time.time())
     app.extensions["idp"].sessions.clock = lambda: frozen

@@ -69,8 +69,18 @@ def set_password(client, link: str, password=STRONG, confirm=None):
                 names=("password",))  # fmt: skip
 
 
+def challenge_url(link: str, **query: str) -> str:
+    """The one challenge page in its password-reset context, for this link."""
+    from urllib.parse import urlencode
+
+    token = link.split("?")[0].rsplit("/", 1)[1]
+    return "/mfa/challenge?" + urlencode({"reset": token, **query})
+
+
 def pass_factor(client, link: str, code: str, kind: str = "totp"):
-    return post(client, link, {"kind": kind, "code": code}, names=("code",))
+    page = challenge_url(link, kind=kind)
+    return post(client, "/mfa/challenge", {"kind": kind, "code": code}, form_path=page,
+                names=("code",))  # fmt: skip
 
 
 def password_ok(app, email: str, password: str) -> bool:
@@ -406,8 +416,11 @@ def test_second_factor_comes_first_and_cannot_be_skipped(app, client, ada):
     secret = add_totp(app, EMAIL)
     forgot(client)
     link = reset_link(app)
-    page = client.get(link)
+    opened = client.get(link)  # the link leads to the one challenge page
+    assert opened.status_code == 302 and opened.location == challenge_url(link)
+    page = client.get(opened.location)
     assert page.status_code == 200 and "Verify it's you" in text(page)
+    assert "before choosing a new password" in text(page)
     assert 'name="password"' not in text(page)
     # Posting the new password directly, with a valid CSRF token, is refused.
     token = form_fields(page, "csrf_token")["csrf_token"]
@@ -421,7 +434,7 @@ def test_second_factor_comes_first_and_cannot_be_skipped(app, client, ada):
     assert wrong.status_code == 400 and password_ok(app, EMAIL, PASSWORD)
     assert events(app, "mfa.failure")[-1][2]["factor"] == "totp"
     ok = pass_factor(client, link, next_totp(secret))
-    assert ok.status_code == 303
+    assert ok.status_code == 302 and ok.location.endswith(link)
     assert client.get_cookie("idp_session") is None  # not signed in by the factor
     form = client.get(link)
     assert 'name="password"' in text(form)
@@ -434,9 +447,9 @@ def test_the_factor_pass_belongs_to_one_browser(app, client, ada):
     secret = add_totp(app, EMAIL)
     forgot(client)
     link = reset_link(app)
-    assert pass_factor(client, link, next_totp(secret)).status_code == 303
+    assert pass_factor(client, link, next_totp(secret)).status_code == 302
     thief = app.test_client()  # has the link (the inbox) but not the factor
-    page = thief.get(link)
+    page = thief.get(link, follow_redirects=True)
     assert "Verify it's you" in text(page)
     token = form_fields(page, "csrf_token")["csrf_token"]
     resp = thief.post(link, data={"csrf_token": token, "step": "password",
@@ -449,9 +462,9 @@ def test_a_recovery_code_can_be_the_factor(app, client, ada):
     codes = add_recovery_codes(app, EMAIL)
     forgot(client)
     link = reset_link(app)
-    page = client.get(link + "?kind=recovery")
+    page = client.get(challenge_url(link, kind="recovery"))
     assert "Enter one of your recovery codes" in text(page)
-    assert pass_factor(client, link, codes[0], kind="recovery").status_code == 303
+    assert pass_factor(client, link, codes[0], kind="recovery").status_code == 302
     assert set_password(client, link).status_code == 200
     # The code is burned.
     forgot(client)
@@ -466,7 +479,7 @@ def test_a_factor_the_user_does_not_have_is_refused(app, client, ada):
     codes_of_nobody = "ABCD-EFGH-JKMN"
     resp = pass_factor(client, link, codes_of_nobody, kind="recovery")
     assert resp.status_code == 400 and password_ok(app, EMAIL, PASSWORD)
-    assert 'name="password"' not in text(client.get(link))
+    assert 'name="password"' not in text(client.get(link, follow_redirects=True))
 
 
 @pytest.mark.parametrize("overrides", [{"mfa": {"max_failures": 3}}])
@@ -478,10 +491,11 @@ def test_guessing_the_factor_locks_it(app, client, ada):
     assert statuses == [400, 400, 429]
     assert events(app, "mfa.lockout")
     # While paused, even the right factor cannot open the reset.
-    page = client.get(link)
-    token = form_fields(page, "csrf_token")["csrf_token"]
-    resp = client.post(link, data={"csrf_token": token, "step": "challenge", "kind": "totp",
-                                   "code": "123456"})  # fmt: skip
+    page = client.get(challenge_url(link))
+    assert page.status_code == 429
+    token = form_fields(client.get("/signin"), "csrf_token")["csrf_token"]
+    resp = client.post("/mfa/challenge", data={"csrf_token": token, "kind": "totp",
+                                               "code": "123456", "reset": link.rsplit("/", 1)[1]})  # fmt: skip
     assert resp.status_code == 429 and "Verification is paused" in text(resp)
     assert int(resp.headers["Retry-After"]) > 0
 
@@ -543,3 +557,57 @@ def test_change_with_factors_needs_the_factor_in_this_session(app, client, ada):
     signin(client, EMAIL, PASSWORD)
     resp = client.get("/account/password")
     assert resp.status_code == 302 and "/mfa/challenge" in resp.location
+
+
+def _email_factor(app, address: str) -> int:
+    from idp.extensions import db
+    from idp.models import Factor, User
+    from idp.models.base import utcnow
+
+    with app.app_context():
+        user = db.session.execute(db.select(User).filter_by(email=EMAIL)).scalar_one()
+        factor = Factor(user_id=user.id, type="email", label=address, status="active",
+                        secret_enc=app.extensions["idp"].secrets.encrypt(
+                            address, context=f"email:{user.id}"),
+                        data={"masked": address[:1] + "***"}, activated_at=utcnow())  # fmt: skip
+        db.session.add(factor)
+        db.session.commit()
+        return factor.id
+
+
+def test_a_code_to_another_inbox_can_be_the_factor(app, client, ada):
+    """The reset challenge is the one challenge page: "Send code", then the code."""
+    import re
+
+    other = _email_factor(app, "ada.codes@example.org")
+    forgot(client)
+    link = reset_link(app)
+    page = client.get(challenge_url(link, kind="email"))
+    assert page.status_code == 200 and "a***" in text(page)
+    sent = post(client, "/mfa/challenge", {"kind": "email", "action": "send",
+                "factor_id": str(other)}, form_path=challenge_url(link, kind="email"),
+                names=("action",))  # fmt: skip
+    assert sent.status_code == 302, text(sent)[:300]
+    mail = [m for m in outbox(app) if m["to"] == "ada.codes@example.org"][-1]
+    code = re.search(r"\b(\d{6})\b", mail["text"]).group(1)
+    passed = post(client, "/mfa/challenge", {"kind": "email", "code": code,
+                  "factor_id": str(other)}, form_path=sent.location, names=("code",))  # fmt: skip
+    assert passed.status_code == 302 and passed.location.endswith(link)
+    assert set_password(client, link).status_code == 200
+
+
+def test_a_code_to_the_accounts_own_inbox_is_not_a_factor_for_a_reset(app, client, ada):
+    """The link already proves that inbox: a code sent there would prove nothing more."""
+    own = _email_factor(app, EMAIL)
+    forgot(client)
+    link = reset_link(app)
+    page = client.get(challenge_url(link, kind="email"))
+    assert "cannot be used on this page" in text(page)
+    token = form_fields(client.get("/signin"), "csrf_token")["csrf_token"]
+    reset = link.rsplit("/", 1)[1]
+    for data in ({"action": "send"}, {"code": "123456"}):
+        resp = client.post("/mfa/challenge", data={"csrf_token": token, "kind": "email",
+                           "factor_id": str(own), "reset": reset, **data})  # fmt: skip
+        assert resp.status_code in (200, 400) and "Your new password" not in text(resp)
+    assert not [m for m in outbox(app) if m["purpose"] == "otp.email"]
+    assert 'name="password"' not in text(client.get(link, follow_redirects=True))

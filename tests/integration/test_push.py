@@ -487,7 +487,7 @@ def _poll(app, account, wait: float):
 
 def _count_waits(monkeypatch) -> threading.Semaphore:
     """Released each time a long-poll starts waiting for a challenge."""
-    from idp.mfa.push import PushService
+    from idp.mfa.push.service import PushService
 
     started = threading.Semaphore(0)
     original = PushService.wait_pending
@@ -562,7 +562,7 @@ def test_concurrent_long_polls_per_device_are_limited(app, enrolled, monkeypatch
 def test_a_slot_left_by_a_crashed_worker_expires(app, enrolled, monkeypatch):
     """A worker that dies mid-poll never frees its slot; the slot stops counting once
     its poll could no longer be running, so the device is not locked out."""
-    from idp.mfa import push_api
+    from idp.mfa.push import api as push_api
     from idp.services import services
 
     with app.app_context():

@@ -111,7 +111,7 @@ def provider(tmp_path_factory) -> Iterator[Provider]:
         IDP_PUSH_CHALLENGE_TTL=str(CHALLENGE_TTL),
         IDP_PUSH_SENDS_PER_USER="50",
         # Every test signs in again from 127.0.0.1.
-        IDP_LOGIN_PER_ACCOUNT_IP_PER_MINUTE="100",
+        IDP_LOGIN_FAILURES_PER_ACCOUNT_IP_PER_MINUTE="100",
         IDP_LOGIN_PER_IP_PER_MINUTE="100",
         PYTHONUNBUFFERED="1",
     )

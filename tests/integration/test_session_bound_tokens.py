@@ -179,7 +179,7 @@ class TestFactorRemoval:
         browser that removed it stays signed in without it."""
         import time
 
-        from idp.mfa import totp
+        from idp.security import totp
         from tests.integration.account_helpers import add_totp
         from tests.integration.mfa_helpers import get, path_of, submit, totp_code, walk
 

@@ -104,10 +104,10 @@ def seed(idp: Idp) -> dict:
     """Ada: an authenticator app, recovery codes and a refresh token; Bob: an app and a
     refresh token; Carol: nothing. Written through the app's own services."""
     from idp.extensions import db
-    from idp.mfa import totp
     from idp.models import Factor, RefreshToken, User
     from idp.models.base import utcnow
     from idp.oidc.clients import create_client
+    from idp.security import totp
 
     app = idp.app()
     out: dict = {"secrets": {}, "secret_enc": {}, "codes": []}

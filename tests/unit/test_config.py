@@ -2,6 +2,7 @@
 
 import base64
 import dataclasses
+import re
 import tomllib
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from idp.config import (
     DEV_ENCRYPTION_KEY,
     DEV_SECRET_KEY,
+    NON_SETTING_VARIABLES,
     ConfigError,
     SecuritySettings,
     Settings,
@@ -19,6 +21,7 @@ from idp.config import (
 )
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
+CONFIG_PY = Path(__file__).resolve().parents[2] / "idp" / "config.py"
 
 STRONG_SECRET = "s" * 48
 REAL_KEY = base64.urlsafe_b64encode(bytes(range(32))).decode()
@@ -205,9 +208,52 @@ def test_env_encryption_keys_several() -> None:
     assert dict(settings.security.encryption_keys) == {"old": REAL_KEY, "new": other}
 
 
-def test_unrelated_idp_variables_are_ignored() -> None:
-    settings = load_settings(environ={"IDP_TEST_REQUIRE": "postgres", "IDP_FOO": "x"})
-    assert settings == Settings()
+def test_project_variables_that_are_not_settings_are_allowed() -> None:
+    environ = dict.fromkeys(NON_SETTING_VARIABLES, "x")
+    del environ["IDP_CONFIG"]  # names the file to load
+    assert {"IDP_TEST_REQUIRE", "IDP_BIND", "IDP_LOG_CONFIG"} <= set(environ)
+    assert load_settings(environ=environ) == Settings()
+
+
+def test_unknown_idp_variable_is_refused_with_a_suggestion() -> None:
+    # A typo used to be ignored silently, leaving the setting at its default.
+    message = refused(IDP_STORE_BACKNED="redis")
+    assert message == (
+        "config: unknown environment variable IDP_STORE_BACKNED (did you mean IDP_STORE_BACKEND?)"
+    )
+    assert refused(IDP_FOO="x") == "config: unknown environment variable IDP_FOO"
+    # A renamed setting is caught the same way.
+    message = refused(IDP_LOGIN_PER_ACCOUNT_IP_PER_MINUTE="5")
+    assert "did you mean IDP_LOGIN_FAILURES_PER_ACCOUNT_IP_PER_MINUTE?" in message
+
+
+def test_variables_outside_the_idp_prefix_are_not_ours() -> None:
+    assert load_settings(environ={"IDPX_STORE": "1", "HOME": "/root"}) == Settings()
+
+
+def test_every_idp_variable_the_project_reads_is_allowed() -> None:
+    """gunicorn.conf.py, the app, the clients, CI and the docs name only settings or
+    variables of NON_SETTING_VARIABLES (tests and bench only set variables for servers
+    they start, which the server then checks)."""
+    root = Path(__file__).resolve().parents[2]
+    places = ["idp", "clients", ".ci", "docs", "gunicorn.conf.py", "wsgi.py", "Makefile",
+              "README.md", "config.example.toml", "tests/conftest.py"]  # fmt: skip
+    files = [p for place in places for p in [root / place, *(root / place).rglob("*")]]
+    settings_vars = set()
+    for field in dataclasses.fields(Settings):
+        if dataclasses.is_dataclass(field.type):
+            settings_vars |= {
+                f"IDP_{field.name}_{f.name}".upper() for f in dataclasses.fields(field.type)
+            }
+        else:
+            settings_vars.add(f"IDP_{field.name}".upper())
+    unknown = {}
+    for path in files:
+        if path.suffix in {"", ".py", ".md", ".toml"} and path.is_file() and path != CONFIG_PY:
+            for name in re.findall(r"\bIDP_[A-Z0-9_]*[A-Z0-9]", path.read_text(errors="replace")):
+                if name not in settings_vars and name not in NON_SETTING_VARIABLES:
+                    unknown.setdefault(name, str(path.relative_to(root)))
+    assert not unknown, unknown
 
 
 # ---------------------------------------------------------------- refusals: file syntax/keys
@@ -510,15 +556,49 @@ def test_web_concurrency_one_is_fine() -> None:
 
 def test_validate_on_constructed_settings() -> None:
     validate(Settings(), environ={})
-    bad = dataclasses.replace(Settings(), env="staging")
+    # A value outside its declared choices or range is refused as soon as it is built...
     with pytest.raises(ConfigError, match="env must be one of"):
-        validate(bad, environ={})
+        dataclasses.replace(Settings(), env="staging")
+    # ...and validate() adds the rules that tie several fields together.
+    session = dataclasses.replace(Settings().session, idle_timeout=50000)
+    with pytest.raises(ConfigError, match=r"idle_timeout \(50000\) must not exceed"):
+        validate(dataclasses.replace(Settings(), session=session), environ={})
 
 
 def test_validate_checks_types_of_constructed_settings() -> None:
-    bad = dataclasses.replace(Settings(), issuer=5)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="issuer must be a string"):
-        validate(bad, environ={})
+        dataclasses.replace(Settings(), issuer=5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("section", "changes", "message"),
+    [
+        ("server", {"port": 0}, "config: [server] port must be between 1 and 65535 (got 0)"),
+        ("server", {"port": "80"}, "config: [server] port must be an integer (got '80')"),
+        ("login", {"per_ip_per_minute": 0}, "config: [login] per_ip_per_minute must be at least 1 (got 0)"),
+        ("store", {"backend": "disk"}, "config: [store] backend must be one of 'memory', 'redis' (got 'disk')"),
+        ("ops", {"metrics_token": 123}, "config: [ops] metrics_token must be a string (got a value of type int)"),
+        ("mfa", {"allowed_factors": ("totp", "sms2")}, "config: [mfa] allowed_factors has unknown factor 'sms2'"),
+        ("server", {"prot": 80}, "config: unknown key [server] prot (did you mean 'port'?)"),
+    ],
+)  # fmt: skip
+def test_sections_built_in_code_are_checked(section: str, changes: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        dataclasses.replace(getattr(Settings(), section), **changes)
+    assert str(info.value).startswith(message)
+
+
+def test_settings_built_in_code_keep_working_with_replace() -> None:
+    settings = Settings()
+    faster = dataclasses.replace(settings.password, memory_cost=1024, time_cost=1)
+    changed = dataclasses.replace(settings, env="test", password=faster)
+    assert (changed.env, changed.password.memory_cost, changed.password.time_cost) == (
+        "test", 1024, 1,
+    )  # fmt: skip
+    assert changed.password.min_length == settings.password.min_length
+    assert dataclasses.replace(settings.mfa, allowed_factors=["totp"]).allowed_factors == ("totp",)
+    assert hash(changed) == hash(dataclasses.replace(changed))
+    validate(changed, environ={})
 
 
 def test_as_dict_masks_secrets() -> None:

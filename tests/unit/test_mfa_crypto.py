@@ -11,7 +11,8 @@ import subprocess
 
 import pytest
 
-from idp.mfa import recovery, totp
+from idp.mfa.recovery import codes as recovery
+from idp.security import totp
 
 SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 NOW = 1_800_000_015.0  # a fixed clock

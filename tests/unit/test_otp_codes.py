@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from idp.config import OTPSettings
-from idp.mfa.otp_codes import OTPCodes, ResendTooSoon, WrongCode, new_code, normalize
+from idp.mfa.codes.otp import OTPCodes, ResendTooSoon, WrongCode, new_code, normalize
 from idp.security.ratelimit import RateLimited
 from idp.store import MemoryStore
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from idp.mfa.phone import PhoneNumberError, mask_phone, parse_phone
+from idp.mfa.codes.numbers import PhoneNumberError, mask_phone, parse_phone
 
 
 @pytest.mark.parametrize(

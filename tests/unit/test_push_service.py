@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from idp.mfa.push import Challenge, new_number, summarize_user_agent
+from idp.mfa.push.service import Challenge, new_number, summarize_user_agent
 
 
 def test_a_two_digit_number_and_two_distinct_decoys():

@@ -108,3 +108,102 @@ def test_a_rolled_back_savepoint_invalidates(session):
         assert ids(active(session)) == [1, 5]
         sp.rollback()
     assert ids(active(session)) == [1]
+
+
+def test_a_savepoint_rolled_back_after_a_remembered_read_invalidates(session):
+    with session.begin_nested() as sp:
+        session.add(Item(id=7, owner_id=1))
+        session.flush()
+        assert ids(active(session)) == [1, 7]  # remembered inside the savepoint
+        sp.rollback()
+    assert ids(active(session)) == [1]
+
+
+def test_a_pending_delete_is_seen(session):
+    item = active(session)[0]
+    session.delete(item)
+    assert active(session) == []
+
+
+def test_another_session_has_its_own_memo(session):
+    other = Session(session.get_bind())
+    try:
+        assert ids(active(session)) == [1]
+        other.execute(insert(Item).values(id=6, owner_id=1, status="active"))
+        other.commit()
+        # Ours is a snapshot of our transaction (SQLite: serialised); a new transaction
+        # of ours sees the other session's row.
+        session.commit()
+        assert ids(active(session)) == [1, 6]
+    finally:
+        other.close()
+
+
+# -- the memo never answers differently from the query (a model test) --------------------
+
+OPERATIONS = ("read", "add", "revoke", "activate", "delete", "flush", "commit", "rollback",
+              "insert", "update", "savepoint_rollback", "savepoint_commit")  # fmt: skip
+
+
+def _fresh(s: Session) -> list[int]:
+    return sorted(s.execute(select(Item.id).filter_by(owner_id=1, status="active")).scalars().all())
+
+
+def test_random_sequences_never_get_a_stale_answer():
+    """Any sequence of reads, ORM changes, statements, flushes, commits, rollbacks and
+    savepoints: every memo read equals a fresh query at that moment."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from sqlalchemy import update
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(st.lists(st.sampled_from(OPERATIONS), max_size=25), st.integers(0, 10**6))
+    def check(ops, seed):
+        engine = create_engine("sqlite://")
+        Base.metadata.create_all(engine)
+        next_id = [10]
+        with Session(engine) as s:
+            s.add(Owner(id=1))
+            s.add_all([Item(id=1, owner_id=1), Item(id=2, owner_id=1, status="revoked")])
+            s.commit()
+            savepoint = None
+            for n, op in enumerate(ops):
+                rows = list(s.execute(select(Item).filter_by(owner_id=1)).scalars())
+                pick = rows[(seed + n) % len(rows)] if rows else None
+                if op == "read":
+                    assert ids(active(s)) == _fresh(s), ops[: n + 1]
+                elif op == "add":
+                    next_id[0] += 1
+                    s.add(Item(id=next_id[0], owner_id=1))
+                elif op in ("revoke", "activate") and pick is not None:
+                    pick.status = "revoked" if op == "revoke" else "active"
+                elif op == "delete" and pick is not None:
+                    s.delete(pick)
+                elif op == "flush":
+                    s.flush()
+                elif op == "commit":
+                    s.commit()
+                    savepoint = None
+                elif op == "rollback":
+                    s.rollback()
+                    savepoint = None
+                elif op == "insert":
+                    next_id[0] += 1
+                    s.execute(insert(Item).values(id=next_id[0], owner_id=1, status="active"))
+                elif op == "update" and pick is not None:
+                    s.execute(update(Item).where(Item.id == pick.id).values(status="revoked"))
+                elif op == "savepoint_rollback":
+                    if savepoint is None:
+                        savepoint = s.begin_nested()
+                    else:
+                        savepoint.rollback()
+                        savepoint = None
+                elif op == "savepoint_commit":
+                    if savepoint is None:
+                        savepoint = s.begin_nested()
+                    else:
+                        savepoint.commit()
+                        savepoint = None
+            assert ids(active(s)) == _fresh(s), ops
+
+    check()

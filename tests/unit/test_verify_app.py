@@ -8,6 +8,7 @@ import os
 import stat
 
 import pytest
+from joserfc import jwk
 
 from clients.verify import api, cli, device, state, totp
 from tests.integration.mfa_helpers import totp_code
@@ -96,6 +97,27 @@ def test_keys_round_trip_through_pem(alg):
     again = device.from_pem(device.to_pem(key))
     assert device.public_jwk(again) == device.public_jwk(key)
     assert device.algorithm_of(again) == alg
+    assert set(device.public_jwk(key)) == (
+        {"kty", "crv", "x", "y"} if alg == "ES256" else {"kty", "crv", "x"}
+    )
+
+
+def test_only_p256_and_ed25519_private_keys_are_device_keys():
+    others = [
+        jwk.ECKey.generate_key("P-384"),
+        jwk.OKPKey.generate_key("Ed448"),
+        jwk.RSAKey.generate_key(2048),
+    ]
+    for key in others:
+        with pytest.raises(ValueError):
+            device.from_pem(key.as_pem(private=True).decode())
+    with pytest.raises(ValueError):  # a public key is not a device key
+        device.from_pem(device.generate("ES256").as_pem(private=False).decode())
+    with pytest.raises(ValueError):
+        device.from_pem("not a key")
+    # Ed25519 keeps its wire name EdDSA (docs/PUSH.md): "Ed25519" is not an app algorithm.
+    with pytest.raises(ValueError):
+        device.generate("Ed25519")
 
 
 def test_cli_accounts_codes_and_local_remove(tmp_path, capsys):

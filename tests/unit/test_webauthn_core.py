@@ -9,7 +9,7 @@ import json
 import cbor2
 import pytest
 
-from idp.mfa import webauthn_core as wa
+from idp.mfa.webauthn import core as wa
 from tests.softauthn import EDDSA, ES256, RS256, AuthenticatorError, SoftAuthenticator
 
 RP_ID = "id.example.com"

@@ -3,8 +3,8 @@ challenge page (send a request, show the number, wait for the answer) and their 
 status endpoints, polled by ``static/push.js``. Without JavaScript the pages still work:
 "I added the app, continue" and "I approved it, continue" submit the same forms.
 
-The per-type logic lives here; :mod:`idp.mfa.views` only dispatches to
-:func:`setup_push` and :func:`challenge_post`.
+The per-type logic lives here; the shared pages (:mod:`idp.mfa.views`) reach it through
+the factor (:func:`setup` and :func:`challenge_action`).
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from flask import (
     url_for,
 )
 
-from .. import audit
-from ..security.ratelimit import RateLimited
-from ..web import current_session, current_user
-from .base import EnrollmentError, SecondFactorLocked
-from .push import AMR, ChallengeGone, NotApproved, PushLocked, PushService
+from ... import audit
+from ...security.ratelimit import RateLimited
+from ...web import current_session, current_user
+from ..base import EnrollmentError, SecondFactorLocked
+from ..pages import Ctx, finish_setup, locked_page, pass_factor, render_challenge
+from .service import AMR, ChallengeGone, NotApproved, PushLocked, PushService
 
 bp = Blueprint("mfa_push", __name__, url_prefix="/mfa/push")
 
@@ -47,17 +48,15 @@ def _json(body: dict[str, Any], status: int = 200) -> Response:
 # -- set-up ----------------------------------------------------------------------------
 
 
-def setup_push(ctx, impl) -> Response:
+def setup(ctx: Ctx, impl: Any) -> Response:
     """GET: the enrollment link and QR code; POST: finish once the app registered."""
-    from .views import _finish_setup
-
     svc: PushService = impl.service
-    binding = ctx.session.sid
+    binding = ctx.binding
     error = None
     if request.method == "POST":
         try:
             device = svc.finish_enrollment(ctx.user, binding=binding)
-            return _finish_setup(ctx, device, AMR)
+            return finish_setup(ctx, device, AMR)
         except EnrollmentError as exc:
             audit.record_now(
                 "mfa.enroll_failed",
@@ -70,7 +69,7 @@ def setup_push(ctx, impl) -> Response:
     try:
         data = svc.begin_enrollment(ctx.user, binding=binding)
     except EnrollmentError as exc:
-        from ..web import error_page
+        from ...web import error_page
 
         return error_page(409, "Cannot set up push approval", exc.message)
     return Response(
@@ -91,43 +90,29 @@ def enroll_status() -> Response:
 # -- challenge ----------------------------------------------------------------------------
 
 
-def _render(ctx, allowed, error: str | None, status: int, **headers: str) -> Response:
-    registry = current_app.extensions["idp.mfa"].registry
-    resp = Response(
-        render_template(
-            "mfa/challenge.html",
-            kind="push",
-            error=error,
-            ctx_args=ctx.args,
-            others=[registry[t] for t in allowed if t != "push"],
-        ),
-        status=status,
-    )
+def _render(ctx: Ctx, error: str | None, status: int, **headers: str) -> Response:
+    resp = render_challenge(ctx, "push", error=error, status=status)
     for k, v in headers.items():
         resp.headers[k] = v
     return resp
 
 
-def challenge_post(ctx, allowed) -> Response:
+def challenge_action(ctx: Ctx, impl: Any) -> Response:
     """The challenge page's forms: ``action=send`` sends a (new) request to the user's
     devices; anything else continues with the approved request."""
-    from .views import _locked, _pass
-
     svc = _service()
     mfa = current_app.extensions["idp.mfa"]
     assert svc is not None
     try:
         mfa.check_not_locked(ctx.user)
     except SecondFactorLocked as exc:
-        return _locked(exc)
+        return locked_page(exc)
     if request.form.get("action") == "send":
-        client = ""
-        if ctx.txn is not None:
-            client = _client_name(ctx.txn.params.get("client_id", ""))
+        client = ctx.client_name()
         try:
             ch = svc.send(
                 ctx.user,
-                binding=ctx.session.sid,
+                binding=ctx.binding,
                 client=client or "Your account",
                 ip=request.remote_addr or "",
                 user_agent=request.user_agent.string,
@@ -135,34 +120,23 @@ def challenge_post(ctx, allowed) -> Response:
         except RateLimited as exc:
             return _render(
                 ctx,
-                allowed,
                 f"Too many requests were sent. Wait {exc.retry_after} seconds, or try another way.",
                 429,
                 **{"Retry-After": str(exc.retry_after)},
             )
         except (PushLocked, ChallengeGone) as exc:
-            return _render(ctx, allowed, exc.message, 403)
+            return _render(ctx, exc.message, 403)
         resp = redirect(url_for("mfa.challenge", kind="push", **ctx.args))
         # For clients without a browser page (docs/PUSH.md): where to read the number.
         status_url = url_for("push_api.status", handle=ch.handle, _external=True)
         resp.headers["Link"] = f'<{status_url}>; rel="push-status"'
         return resp
     try:
-        device = svc.complete(ctx.user, binding=ctx.session.sid)
+        device = svc.complete(ctx.user, binding=ctx.binding)
     except NotApproved as exc:
-        return _render(ctx, allowed, exc.message, 409 if exc.status == "pending" else 400)
-    _pass(ctx, "push", AMR, device.id)
+        return _render(ctx, exc.message, 409 if exc.status == "pending" else 400)
+    pass_factor(ctx, "push", AMR, device.id)
     return redirect(ctx.done_url())
-
-
-def _client_name(client_id: str) -> str:
-    from ..extensions import db
-    from ..models import OAuthClient
-
-    client = db.session.execute(
-        db.select(OAuthClient).filter_by(client_id=client_id)
-    ).scalar_one_or_none()
-    return getattr(client, "name", "") or client_id
 
 
 @bp.get("/status")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType
 
-from ..security.text import is_ascii_digits
+from ...security.text import is_ascii_digits
 
 # Types that are never a user's own phone, or that bill the caller (toll fraud).
 REFUSED_TYPES = {

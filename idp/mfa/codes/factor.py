@@ -15,14 +15,14 @@ from typing import Any
 
 from flask import render_template
 
-from .. import audit
-from ..delivery import DeliveryError
-from ..extensions import db
-from ..models import Factor, User
-from ..models.base import utcnow
-from ..services import Services
-from .base import EnrollmentError, InvalidResponse, MFAError, Verified
-from .otp_codes import OTPCodes, Sent, WrongCode
+from ... import audit
+from ...delivery import DeliveryError
+from ...extensions import db
+from ...models import Factor, User
+from ...models.base import utcnow
+from ...services import Services
+from ..base import EnrollmentError, FactorPages, InvalidResponse, MFAError, Verified
+from .otp import OTPCodes, Sent, WrongCode
 
 SIGNIN = "mfa"  # purpose of codes sent for a challenge
 ENROLL = "enroll"  # purpose of codes sent to a destination being set up
@@ -34,7 +34,7 @@ class DeliveryFailed(MFAError):
     message = "We could not send the code right now."
 
 
-class CodeFactor(ABC):
+class CodeFactor(FactorPages, ABC):
     """Base of :class:`~idp.mfa.email_factor.EmailFactor` and the phone factors."""
 
     type = ""
@@ -44,10 +44,32 @@ class CodeFactor(ABC):
     amr: tuple[str, ...] = ()
     channel_noun = ""  # "email", "text message", "phone call": "We sent a ..."
     destination_label = ""  # the set-up form's field label
+    challenge_template = "mfa/challenge/codes.html"
 
     def __init__(self, svc: Services):
         self.svc = svc
         self.codes = OTPCodes(svc.store, svc.settings.secret_key, svc.settings.otp)
+
+    # -- pages (idp.mfa.codes.views) --------------------------------------------------------
+    def setup_page(self, ctx: Any) -> Any:
+        from .views import setup
+
+        return setup(ctx, self)
+
+    def challenge_action(self, ctx: Any) -> Any:
+        """ "Send code" on the challenge page (sending only ever happens on a POST)."""
+        from flask import request
+
+        if request.form.get("action") != "send":
+            return None
+        from .views import send
+
+        return send(ctx, self)
+
+    def challenge_vars(self, ctx: Any) -> dict[str, Any]:
+        from .views import challenge_vars
+
+        return challenge_vars(ctx, self)
 
     # -- hooks for the channels ------------------------------------------------------------
     @abstractmethod

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import pyotp
 
 from ..security.crypto import equal
-from ..security.text import is_ascii_digits
+from .text import is_ascii_digits
 
 DIGITS = 6
 PERIOD = 30

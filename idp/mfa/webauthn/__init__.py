@@ -14,19 +14,19 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.exc import IntegrityError
 
-from .. import audit
-from ..extensions import db
-from ..models import Factor, User
-from ..models.base import utcnow
-from ..notify import notify
-from ..services import Services
-from . import webauthn_core as core
-from .base import EnrollmentError, InvalidResponse, Verified
+from ... import audit
+from ...extensions import db
+from ...models import Factor, User
+from ...models.base import utcnow
+from ...notify import notify
+from ...services import Services
+from ..base import EnrollmentError, FactorPages, InvalidResponse, Verified
+from . import core
 
 CHALLENGE_TTL = 300
 
 
-class WebAuthnFactor:
+class WebAuthnFactor(FactorPages):
     type = "webauthn"
     display_name = "Security key or passkey"
     description = (
@@ -34,6 +34,7 @@ class WebAuthnFactor:
         "USB/NFC security key. The strongest option: it cannot be phished."
     )
     first_factor = True
+    challenge_template = "mfa/challenge/webauthn.html"
 
     def __init__(self, svc: Services):
         self.svc = svc
@@ -44,6 +45,11 @@ class WebAuthnFactor:
             rp_name=s.webauthn.rp_name or s.ui.service_name,
             origins=tuple(s.webauthn.origins) or (origin,),
         )
+
+    def setup_page(self, ctx: Any) -> Any:
+        from .views import setup
+
+        return setup(ctx, self)
 
     # -- helpers -------------------------------------------------------------------
     @staticmethod

@@ -8,12 +8,12 @@ address may differ from the sign-in address. amr ``email`` is the project's own 
 
 from __future__ import annotations
 
-from ..delivery import EmailMessage
-from ..models import User
-from ..security import email_address
-from .base import EnrollmentError
-from .code_factor import CodeFactor
-from .otp_codes import Sent
+from ...delivery import EmailMessage
+from ...models import User
+from ...security import email_address
+from ..base import EnrollmentError
+from .factor import CodeFactor
+from .otp import Sent
 
 
 def parse_email(raw: str) -> str:

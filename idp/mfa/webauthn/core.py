@@ -45,7 +45,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from ..security.crypto import equal
+from ...security.crypto import equal
 
 __all__ = [
     "SUPPORTED_ALGS",

@@ -7,18 +7,18 @@ from typing import Any
 
 from sqlalchemy import or_, update
 
-from ..extensions import db
-from ..models import Factor, User
-from ..models.base import utcnow
-from ..services import Services
-from . import totp
-from .base import EnrollmentError, InvalidResponse, Replayed, Verified
-from .qr import qr_svg
+from ...extensions import db
+from ...models import Factor, User
+from ...models.base import utcnow
+from ...security import totp
+from ...services import Services
+from ..base import EnrollmentError, FactorPages, InvalidResponse, Replayed, Verified
+from ..qr import qr_svg
 
 ENROLL_TTL = 900
 
 
-class TOTPFactor:
+class TOTPFactor(FactorPages):
     type = "totp"
     display_name = "Authenticator app"
     description = (
@@ -26,9 +26,15 @@ class TOTPFactor:
         "on your phone to get a 6-digit code."
     )
     first_factor = True
+    challenge_template = "mfa/challenge/totp.html"
 
     def __init__(self, svc: Services):
         self.svc = svc
+
+    def setup_page(self, ctx: Any) -> Any:
+        from .views import setup
+
+        return setup(ctx, self)
 
     def _context(self, user: User) -> str:
         return f"totp:{user.id}"

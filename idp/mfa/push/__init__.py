@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..models import Factor, User
-from ..services import Services
-from .base import InvalidResponse, Verified
-from .push import PushService
+from ...models import Factor, User
+from ...services import Services
+from ..base import FactorPages, InvalidResponse, Verified
+from .service import PushService
 
 
-class PushFactor:
+class PushFactor(FactorPages):
     type = "push"
     display_name = "Push approval (idp-verify app)"
     description = (
@@ -26,10 +26,22 @@ class PushFactor:
         "the screen. The app also gives 6-digit codes when your phone is offline."
     )
     first_factor = True
+    challenge_template = "mfa/challenge/push.html"
 
     def __init__(self, svc: Services):
         self.svc = svc
         self.service = PushService(svc)
+
+    def setup_page(self, ctx: Any) -> Any:
+        from .views import setup
+
+        return setup(ctx, self)
+
+    def challenge_action(self, ctx: Any) -> Any:
+        """Every push form of the challenge page is an action (send, continue)."""
+        from .views import challenge_action
+
+        return challenge_action(ctx, self)
 
     def verify(
         self, user: User, factors: list[Factor], payload: dict[str, Any], *, binding: str

@@ -1,32 +1,27 @@
 """Set-up and challenge pages of the code factors (email, text message, voice call).
 
-``idp.mfa.views`` dispatches here; the rules: sending happens only on POST (a GET never
-sends), one click on "Send code" sends to the default destination, a failed send says
-so plainly and links to the user's other methods, and a set-up binds nothing until the
-code comes back.
+The shared pages (:mod:`idp.mfa.views`) call these through the factor; the rules:
+sending happens only on POST (a GET never sends), one click on "Send code" sends to the
+default destination, a failed send says so plainly and links to the user's other
+methods, and a set-up binds nothing until the code comes back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from flask import Response, redirect, render_template, request, url_for
 
-from .. import audit
-from ..security.ratelimit import RateLimited
-from ..services import services
-from .base import EnrollmentError, InvalidResponse, SecondFactorLocked
-from .code_factor import CodeFactor, DeliveryFailed
-from .otp_codes import ResendTooSoon
+from ... import audit
+from ...security.ratelimit import RateLimited
+from ...services import services
+from ..base import EnrollmentError, InvalidResponse, SecondFactorLocked
+from ..pages import Ctx, finish_setup, locked_page, render_challenge
+from ..pages import mfa as _mfa
+from .factor import CodeFactor, DeliveryFailed
+from .otp import ResendTooSoon
 
 KINDS = ("email", "sms", "voice")
-
-
-def _mfa():
-    from flask import current_app
-
-    return current_app.extensions["idp.mfa"]
 
 
 def _ip() -> str:
@@ -43,13 +38,12 @@ def _too_many(exc: RateLimited) -> str:
     return f"Too many codes were sent. Wait {when} and try again, or use another method."
 
 
-def _others(ctx, kind: str) -> list[Any]:
-    mfa = _mfa()
-    types = mfa.facts(ctx.user).factor_types
-    return [impl for t, impl in mfa.registry.items() if t in types and t != kind]
+def _others(ctx: Ctx, kind: str) -> list[Any]:
+    registry = _mfa().registry
+    return [registry[t] for t in ctx.allowed() if t != kind]
 
 
-def delivery_failed(ctx, impl: CodeFactor, *, setup: bool) -> Response:
+def delivery_failed(ctx: Ctx, impl: CodeFactor, *, setup: bool) -> Response:
     """The plain "could not send" page, offering the user's other methods (or, during
     set-up, the other kinds of method)."""
     mfa = _mfa()
@@ -68,12 +62,9 @@ def delivery_failed(ctx, impl: CodeFactor, *, setup: bool) -> Response:
 # -- challenge -----------------------------------------------------------------------------
 
 
-def challenge_vars(ctx, kind: str) -> dict[str, Any]:
+def challenge_vars(ctx: Ctx, impl: CodeFactor) -> dict[str, Any]:
     """What ``mfa/challenge.html`` needs for a code factor."""
-    impl = _mfa().registry.get(kind)
-    if kind not in KINDS or impl is None:
-        return {}
-    factors = impl.active(ctx.user)
+    factors = ctx.factors(impl.type)
     factor = impl.choose(factors, request.values.get("factor_id")) or impl.choose(factors, None)
     if factor is None:
         return {}
@@ -87,14 +78,14 @@ def challenge_vars(ctx, kind: str) -> dict[str, Any]:
     }
 
 
-def send(ctx, impl: CodeFactor, locked: Callable[[SecondFactorLocked], Response]) -> Response:
+def send(ctx: Ctx, impl: CodeFactor) -> Response:
     """POST "Send code" / "Send a new code" on the challenge page."""
     mfa = _mfa()
     try:
         mfa.check_not_locked(ctx.user)
     except SecondFactorLocked as exc:
-        return locked(exc)
-    factor = impl.choose(impl.active(ctx.user), request.form.get("factor_id"))
+        return locked_page(exc)
+    factor = impl.choose(ctx.factors(impl.type), request.form.get("factor_id"))
     if factor is None:
         return redirect(url_for("mfa.challenge", **ctx.args))
     error, status, headers = None, 200, {}
@@ -110,12 +101,7 @@ def send(ctx, impl: CodeFactor, locked: Callable[[SecondFactorLocked], Response]
     if error is None:
         # Post/redirect/get: reloading the code page must not send another code.
         return redirect(url_for("mfa.challenge", kind=impl.type, factor_id=factor.id, **ctx.args))
-    others = _others(ctx, impl.type)
-    resp = Response(
-        render_template("mfa/challenge.html", kind=impl.type, error=error, others=others,
-                        ctx_args=ctx.args, **challenge_vars(ctx, impl.type)),
-        status=status,
-    )  # fmt: skip
+    resp = render_challenge(ctx, impl.type, error=error, status=status)
     resp.headers.update(headers)
     return resp
 
@@ -123,9 +109,9 @@ def send(ctx, impl: CodeFactor, locked: Callable[[SecondFactorLocked], Response]
 # -- set-up --------------------------------------------------------------------------------
 
 
-def setup(ctx, impl: CodeFactor, finish: Callable[..., Response]) -> Response:
+def setup(ctx: Ctx, impl: CodeFactor) -> Response:
     """Enter an address or number -> a code is sent -> enter it -> the factor is bound."""
-    binding = ctx.session.sid
+    binding = ctx.binding
     action = request.form.get("action", "") if request.method == "POST" else ""
     error, status = None, 200
     form = {"destination": "", "label": ""}
@@ -148,7 +134,7 @@ def setup(ctx, impl: CodeFactor, finish: Callable[..., Response]) -> Response:
             services().mfa_attempts.hit(f"enroll:{ctx.user.id}")
             factor = impl.finish_enrollment(ctx.user, request.form.get("code", ""),
                                             binding=binding)  # fmt: skip
-            return finish(ctx, factor, impl.amr)
+            return finish_setup(ctx, factor, impl.amr)
     except InvalidResponse as exc:
         audit.record_now("mfa.enroll_failed", outcome="failure", user_id=ctx.user.id,
                          factor=impl.type, reason=exc.reason)  # fmt: skip

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from ..delivery import TextMessage, VoiceMessage
-from ..delivery.twilio import say_code_twiml
-from ..models import User
-from .base import EnrollmentError
-from .code_factor import CodeFactor
-from .otp_codes import Sent
-from .phone import PhoneNumberError, mask_phone, parse_phone
+from ...delivery import TextMessage, VoiceMessage
+from ...delivery.twilio import say_code_twiml
+from ...models import User
+from ..base import EnrollmentError
+from .factor import CodeFactor
+from .numbers import PhoneNumberError, mask_phone, parse_phone
+from .otp import Sent
 
 
 class PhoneFactor(CodeFactor):

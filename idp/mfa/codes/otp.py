@@ -23,11 +23,11 @@ import json
 import secrets
 from dataclasses import dataclass
 
-from ..config import OTPSettings
-from ..security.crypto import equal
-from ..security.ratelimit import Limit, RateLimited, RateLimiter
-from ..security.text import is_ascii_digits
-from ..store import Store
+from ...config import OTPSettings
+from ...security.crypto import equal
+from ...security.ratelimit import Limit, RateLimited, RateLimiter
+from ...security.text import is_ascii_digits
+from ...store import Store
 
 DIGITS = 6
 

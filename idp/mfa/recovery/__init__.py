@@ -6,22 +6,28 @@ from typing import Any
 
 from sqlalchemy import update
 
-from ..extensions import db
-from ..models import Factor, RecoveryCode, User
-from ..models.base import utcnow
-from ..services import Services
-from . import recovery
-from .base import InvalidResponse, Verified
+from ...extensions import db
+from ...models import Factor, RecoveryCode, User
+from ...models.base import utcnow
+from ...services import Services
+from ..base import FactorPages, InvalidResponse, Verified
+from . import codes as recovery
 
 
-class RecoveryFactor:
+class RecoveryFactor(FactorPages):
     type = "recovery"
     display_name = "Recovery codes"
     description = "Ten one-time codes to print or save, for when you do not have your phone or key."
     first_factor = False
+    challenge_template = "mfa/challenge/recovery.html"
 
     def __init__(self, svc: Services):
         self.svc = svc
+
+    def setup_page(self, ctx: Any) -> Any:
+        from .views import setup
+
+        return setup(ctx, self)
 
     def remaining(self, user: User) -> int:
         return db.session.execute(

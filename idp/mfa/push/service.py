@@ -33,17 +33,18 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from .. import audit
-from ..extensions import db
-from ..models import Factor, User
-from ..models.base import utcnow
-from ..notify import notify
-from ..security.crypto import equal, hash_token
-from ..security.ratelimit import Limit, RateLimiter
-from ..services import Services
-from . import push_jws, totp
-from .base import EnrollmentError, InvalidResponse, MFAError, Verified
-from .qr import qr_svg
+from ... import audit
+from ...extensions import db
+from ...models import Factor, User
+from ...models.base import utcnow
+from ...notify import notify
+from ...security import totp
+from ...security.crypto import equal, hash_token
+from ...security.ratelimit import Limit, RateLimiter
+from ...services import Services
+from ..base import EnrollmentError, InvalidResponse, MFAError, Verified
+from ..qr import qr_svg
+from . import jws as push_jws
 
 AMR = ("swk",)  # RFC 8176: proof of possession of a software-secured key (docs/PUSH.md)
 # Answers and challenges outlive the deadline a little so the browser can still learn

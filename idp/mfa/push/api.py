@@ -31,16 +31,16 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .. import audit
-from ..extensions import db
-from ..models import Factor, User
-from ..security.ratelimit import RateLimited
-from ..security.text import ascii_int
-from ..services import services
-from ..store import StoreUnavailable
-from . import push_jws
-from .base import EnrollmentError, InvalidResponse, MFAError, SecondFactorLocked
-from .push import AlreadyAnswered, ChallengeGone, PushService
+from ... import audit
+from ...extensions import db
+from ...models import Factor, User
+from ...security.ratelimit import RateLimited
+from ...security.text import ascii_int
+from ...services import services
+from ...store import StoreUnavailable
+from ..base import EnrollmentError, InvalidResponse, MFAError, SecondFactorLocked
+from . import jws as push_jws
+from .service import AlreadyAnswered, ChallengeGone, PushService
 
 bp = Blueprint("push_api", __name__, url_prefix="/push/v1")
 log = logging.getLogger("idp.mfa.push")
