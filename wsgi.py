@@ -1,9 +1,9 @@
-"""WSGI entry point: ``gunicorn -c gunicorn.conf.py wsgi:app``."""
+"""WSGI entry point kept for existing deployments: ``gunicorn -c gunicorn.conf.py wsgi:app``.
 
-from idp.app import create_app
-from idp.config import load_settings
-from idp.ops import configure_logging
+The application lives in :mod:`idp.wsgi` (``idp.wsgi:app``), which an installed wheel
+provides without this repository.
+"""
 
-settings = load_settings()
-configure_logging(settings.ops.log_format, settings.ops.log_level)
-app = create_app(settings)
+from idp.wsgi import app
+
+__all__ = ["app"]

@@ -252,7 +252,7 @@ class Ours(Target):
         generate_key(Path(self.env["IDP_KEYS_DIRECTORY"]), self.algorithm)
         app = create_app(settings, warn=False)
         with app.app_context():
-            upgrade(directory=str(ROOT / "migrations"))
+            upgrade()  # the package's migrations (idp/migrations)
             self._seed(app)
 
     def _seed(self, app) -> None:

@@ -19,11 +19,27 @@ at most a few seconds of events under traffic. It is no weaker than the sealed p
 against someone who can write to the database: the chain has no secret, so such a
 person could recompute it; what it gives is that any change made *without* recomputing
 every later link is found (``idp audit verify``).
+
+Deleting a user (``idp users delete``) pseudonymises their events instead of breaking the
+chain (:func:`pseudonymise_user`): each sealed event of the user loses what identifies
+the person (``user_id``, ``ip``, ``user_agent`` and free-text details; it keeps a keyed
+pseudonym, ``user_ref``, so the deleted user's events still read as one trail) and is
+marked ``redacted_by`` the ``user.deleted`` event recorded in the same transaction. That
+event, chained after them, carries ``redaction_digest``: the SHA-256 over the ids and
+chain hashes of the redacted contents. :func:`verify_chain` accepts a redacted event
+whose link (``prev_hash``, ``hash``) is intact and whose redacted content matches the
+digest of the ``user.deleted`` event it names; it reports any other change as before.
+So the redaction itself is on the record, and changing a redacted event afterwards, or
+marking an event redacted without a matching ``user.deleted``, breaks the chain.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -38,6 +54,7 @@ from .extensions import db
 from .models import AuditEvent
 from .models.audit import GENESIS_HASH, event_digest
 from .models.base import utcnow
+from .ops.logs import FIELDS_ATTRIBUTE
 from .ops.metrics import observe_event
 
 log = logging.getLogger("idp.audit")
@@ -97,9 +114,22 @@ def record(
     db.session.add(entry)
     if has_request_context():
         g.audit_recorded = True
-    log.info("audit %s %s user=%s client=%s %s", event, outcome, user_id, client_id, entry.details)
+    _log_event(entry)
     observe_event(event, outcome, entry.details)
     return entry
+
+
+def _log_event(entry: AuditEvent) -> None:
+    """The event on the log stream: its facts as JSON fields (``audit``) of a JSON line,
+    or as JSON text after the message in text logs, never a Python ``repr``."""
+    fields = {"event": entry.event, "outcome": entry.outcome, "user_id": entry.user_id,
+              "client_id": entry.client_id, "details": entry.details}  # fmt: skip
+    details = json.dumps(entry.details, sort_keys=True, ensure_ascii=False, default=str)
+    log.info(
+        "audit %s %s user=%s client=%s %s", entry.event, entry.outcome,
+        entry.user_id if entry.user_id is not None else "-", entry.client_id or "-", details,
+        extra={FIELDS_ATTRIBUTE: {"audit": fields}},
+    )  # fmt: skip
 
 
 def record_now(event: str, **kwargs: Any) -> None:
@@ -248,6 +278,74 @@ class ChainReport:
         return self.broken_id is None
 
 
+# -- pseudonymisation (right to erasure) -------------------------------------------------
+
+#: Detail keys a pseudonymised event keeps: structured facts about what happened that
+#: identify nobody. Everything else (labels, names, free-text reasons...) is dropped.
+KEPT_DETAILS = frozenset({
+    "acr", "action", "actor", "actor_role", "alg", "amr", "channel", "days_left",
+    "devices", "endpoint", "expires_in", "factor", "factor_id", "failures", "fields",
+    "format", "hours", "kind", "limit", "linked_push", "locks", "method", "purpose",
+    "refresh", "removed", "revoked", "role", "scope", "second_factor", "seconds",
+    "sessions", "sessions_ended", "target_role", "token_families", "trusted_browser", "uses",
+    "via",
+})  # fmt: skip
+_CODE = re.compile(r"[a-z0-9_.:-]{1,64}")
+REDACTED_BY = "redacted_by"
+DELETION_EVENT = "user.deleted"
+
+
+def user_ref(user_id: int, secret: str) -> str:
+    """The pseudonym of a user in redacted events: ``u-`` and 16 hex characters of
+    HMAC-SHA256 under the provider's secret key. The same for all of one user's events;
+    without the key it cannot be linked back to the (deleted) id."""
+    mac = hmac.new(secret.encode(), f"audit-user:{user_id}".encode(), hashlib.sha256)
+    return "u-" + mac.hexdigest()[:16]
+
+
+def _redacted(details: dict[str, Any] | None, ref: str, by: int | None) -> dict[str, Any]:
+    kept: dict[str, Any] = {k: v for k, v in (details or {}).items() if k in KEPT_DETAILS}
+    reason = (details or {}).get("reason")
+    if isinstance(reason, str) and _CODE.fullmatch(reason):
+        kept["reason"] = reason  # a reason code ("bad_password"), not a help-desk note
+    kept["user_ref"] = ref
+    if by is not None:
+        kept[REDACTED_BY] = by
+    return kept
+
+
+def _redaction_digest(lines: list[str]) -> str:
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def pseudonymise_user(user_id: int, *, secret: str, actor: str) -> tuple[AuditEvent, int]:
+    """Pseudonymise the events of *user_id* in the current transaction and record the
+    ``user.deleted`` event that vouches for it; returns it and the number of sealed
+    events redacted. Call :func:`seal` before the transaction writes anything, so the
+    user's events are in the chain (any event still unsealed is simply redacted and
+    chained that way)."""
+    ref = user_ref(user_id, secret)
+    marker = AuditEvent(at=utcnow(), event=DELETION_EVENT, outcome="success", user_id=None,
+                        details={"user_ref": ref, "actor": actor})  # fmt: skip
+    db.session.add(marker)
+    db.session.flush()
+    lines = []
+    rows = db.session.execute(
+        select(AuditEvent).where(AuditEvent.user_id == user_id).order_by(AuditEvent.id)
+    ).scalars()
+    for row in rows:
+        sealed = row.chain_seq is not None
+        row.user_id, row.ip, row.user_agent = None, None, None
+        row.details = _redacted(row.details, ref, marker.id if sealed else None)
+        if sealed:
+            lines.append(f"{row.id}:{row.compute_hash(row.prev_hash or '')}")
+    marker.details = {**marker.details, "redacted_events": len(lines),
+                      "redaction_digest": _redaction_digest(lines)}  # fmt: skip
+    db.session.flush()
+    _log_event(marker)
+    return marker, len(lines)
+
+
 def _rows(batch: int = 1000) -> Iterator[Any]:
     last = 0
     while True:
@@ -269,11 +367,27 @@ def verify_chain() -> ChainReport:
     seal()
     prev = GENESIS_HASH
     checked = 0
+    redacted: dict[Any, list[str]] = {}  # user.deleted event id -> its redacted events
     for row in _rows():
         if row.prev_hash != prev:
             return ChainReport(checked, row.id, "prev_hash does not match the previous event")
-        if row.hash != _digest(row, prev):
+        details = row.details if isinstance(row.details, dict) else {}
+        if REDACTED_BY in details:
+            # A pseudonymised event: its link stays; its content is vouched for by the
+            # user.deleted event it names, checked when the walk reaches that event.
+            redacted.setdefault(details[REDACTED_BY], []).append(f"{row.id}:{_digest(row, prev)}")
+        elif row.hash != _digest(row, prev):
             return ChainReport(checked, row.id, "hash does not match the event's content")
+        if row.event == DELETION_EVENT and "redaction_digest" in details:
+            lines = redacted.pop(row.id, [])
+            if (len(lines) != details.get("redacted_events")
+                    or _redaction_digest(lines) != details["redaction_digest"]):  # fmt: skip
+                return ChainReport(checked, row.id, "the events it pseudonymised do not match "
+                                   "its redaction digest")  # fmt: skip
         prev = row.hash
         checked += 1
+    for by, lines in redacted.items():
+        first = int(lines[0].split(":", 1)[0])
+        return ChainReport(checked, first, f"marked redacted by event {by!r}, which does not "
+                           "vouch for it")  # fmt: skip
     return ChainReport(checked)

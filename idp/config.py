@@ -213,6 +213,10 @@ _Factors = Annotated[tuple[str, ...], _rule(FACTOR_TYPES.__contains__,
     f"has unknown factor {{0!r}} (known: {', '.join(FACTOR_TYPES)})", each=True)]  # fmt: skip
 _Origins = Annotated[tuple[str, ...], _rule(_is_origin,
     "{0!r} is not an origin like https://id.example", each=True)]  # fmt: skip
+_Logo = Annotated[str, _rule(lambda url: not url or url.startswith(("https://", "/static/")),
+    "must be an https:// URL or a /static/ path (got {0!r})")]  # fmt: skip
+_Color = Annotated[str, _rule(lambda c: not c or re.fullmatch(r"#[0-9a-fA-F]{6}", c),
+    "must be a colour like '#005ea2' (got {0!r})")]  # fmt: skip
 _Region = Annotated[str, _rule(lambda code: len(code) == 2 and code.isalpha() and code.isupper(),
     "must be a two-letter region code such as 'US' (got {0!r})")]  # fmt: skip
 
@@ -350,6 +354,10 @@ class UISettings(_Section):
     help_text: str = _field("", "Text of the sign-in help page.")
     help_phone: str = _field("", "Help line shown where users get stuck.")
     help_hours: str = _field("", "Opening hours of the help line.")
+    help_hours_es: str = _field("", "help_hours in Spanish ('' for help_hours as it is).")
+    help_text_es: str = _field("", "help_text in Spanish ('' for help_text as it is).")
+    logo_url: _Logo = _field("", "Logo in the page header ('' for the name only).")
+    primary_color: _Color = _field("", "Header and button colour, #rrggbb ('' for the default).")
 
 
 class MFASettings(_Section):
@@ -372,6 +380,8 @@ class WebAuthnSettings(_Section):
     rp_id: str = _field("", "The issuer host or a parent domain ('' for the host).")
     rp_name: str = _field("", "Name browsers show ('' for [ui] service_name).")
     origins: _Origins = _field((), "Origins of responses (none: the issuer's).", strict=False)
+    passkey_offer_days: int = _field(30, "Days between offers of a passkey after a password "
+        "sign-in (0: never).", ge=0, le=3650, why=" days")  # fmt: skip
 
 
 class PushSettings(_Section):
@@ -451,6 +461,51 @@ class AdminSettings(_Section):
         le=31536000, why=_SECONDS)  # fmt: skip
 
 
+class BackchannelLogoutSettings(_Section):
+    """``[backchannel_logout]``: logout tokens POSTed to relying parties when a browser
+    session ends (OpenID Connect Back-Channel Logout 1.0)."""
+
+    timeout: int = _field(5, "Seconds one delivery attempt may take.", ge=1, le=30,
+        why=_SECONDS)  # fmt: skip
+    retries: int = _field(3, "Extra attempts after a failed delivery.", ge=0, le=10)
+    retry_backoff: int = _field(2, "Seconds before the first retry (doubles each time).",
+        ge=1, le=300, why=_SECONDS)  # fmt: skip
+    queue_size: int = _field(1000, "Deliveries one process keeps waiting at most.", ge=1,
+        le=100000)  # fmt: skip
+    token_ttl: int = _field(120, "Lifetime of a logout token.", ge=10, le=600, why=_SECONDS)
+    sweep_interval: int = _field(60, "Seconds between looks for expired sessions.", ge=1,
+        le=3600, why=_SECONDS)  # fmt: skip
+    allow_private_networks: bool = _field(False, "Deliver to private (RFC 1918) addresses.")
+
+
+class ClientKeySettings(_Section):
+    """``[client_keys]``: fetching the keys of private_key_jwt clients from their
+    ``jwks_uri``."""
+
+    fetch_timeout: int = _field(3, "Seconds a jwks_uri fetch may take.", ge=1, le=30,
+        why=_SECONDS)  # fmt: skip
+    max_bytes: int = _field(65536, "Largest key set accepted.", ge=1024, le=1048576,
+        why=" bytes")  # fmt: skip
+    cache_ttl: int = _field(300, "Seconds fetched keys are kept.", ge=10, le=86400,
+        why=_SECONDS)  # fmt: skip
+    refresh_interval: int = _field(60, "Least seconds between fetches for an unknown kid.",
+        ge=1, le=3600, why=_SECONDS)  # fmt: skip
+
+
+class PARSettings(_Section):
+    """``[par]``: pushed authorization requests (RFC 9126)."""
+
+    request_ttl: int = _field(60, "Seconds a request_uri stays usable.", ge=5, le=600,
+        why=_SECONDS)  # fmt: skip
+
+
+class CORSSettings(_Section):
+    """``[cors]``: browser applications calling the token, userinfo and key endpoints."""
+
+    max_age: int = _field(600, "Seconds browsers may cache a preflight answer.", ge=0,
+        le=86400, why=_SECONDS)  # fmt: skip
+
+
 class Settings(_Section):
     """All settings. Build with :func:`load_settings`; instances are immutable."""
 
@@ -476,6 +531,10 @@ class Settings(_Section):
     ops: OpsSettings = Field(default_factory=OpsSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
+    backchannel_logout: BackchannelLogoutSettings = Field(default_factory=BackchannelLogoutSettings)
+    client_keys: ClientKeySettings = Field(default_factory=ClientKeySettings)
+    par: PARSettings = Field(default_factory=PARSettings)
+    cors: CORSSettings = Field(default_factory=CORSSettings)
 
     @property
     def is_production(self) -> bool:

@@ -6,7 +6,7 @@ clock or key ring.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import current_app
 
@@ -17,6 +17,7 @@ from .config import Settings
 from .delivery import EmailSender, SmsSender, VoiceSender
 from .delivery.build import build_email_sender, build_sms_sender, build_voice_sender
 from .keys import KeyRing
+from .oidc.backchannel import BackchannelLogout
 from .security.crypto import SecretBox
 from .security.csrf import CSRFProtect
 from .security.passwords import PasswordHasher
@@ -42,6 +43,12 @@ class Services:
     sms: SmsSender
     voice: VoiceSender
     mfa_attempts: RateLimiter
+    #: Failed sign-ins with a passkey alone, per credential (idp.auth.passkey).
+    passkey_failures: RateLimiter
+    #: Passkey request options handed out, per IP (each is a challenge in the store).
+    passkey_options: RateLimiter
+    #: OpenID Connect Back-Channel Logout (idp.oidc.backchannel); set by build_services.
+    backchannel: BackchannelLogout = field(init=False)
 
     @property
     def keys(self) -> KeyRing:
@@ -98,13 +105,28 @@ def build_services(settings: Settings, store: Store, keys: KeyRing | None) -> Se
         voice=build_voice_sender(settings),
         # Second-factor guesses per user per minute, on top of the consecutive-failure lock.
         mfa_attempts=RateLimiter(store, Limit("mfa.user", 10, 60)),
+        # A credential's failures pause its passkey sign-in like a browser's wrong
+        # passwords pause that browser (the same count and duration).
+        passkey_failures=RateLimiter(
+            store,
+            Limit(
+                "login.passkey_credential", login.max_consecutive_failures, login.lockout_seconds
+            ),
+        ),  # fmt: skip
+        passkey_options=RateLimiter(
+            store, Limit("login.passkey_options_ip", login.per_ip_per_minute, 60)
+        ),
     )
 
+    svc.backchannel = BackchannelLogout(store, settings, svc.sessions, lambda: svc.keys)
+
     def end_grants(user_id: int, sids: list[str]) -> None:
-        # A session ended on purpose takes its session-bound refresh tokens with it.
+        # A session ended on purpose takes its session-bound refresh tokens with it, and
+        # the applications that received tokens in it hear of it (back-channel logout).
         from .oidc.tokens import TokenService
 
         TokenService(svc).revoke_session_grants(user_id, sids)
+        svc.backchannel.sessions_ended(sids)
 
     svc.sessions.on_end = end_grants
     return svc

@@ -10,6 +10,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, g, jsonify, render_template, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from sqlalchemy.exc import DataError, OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -28,6 +31,7 @@ from .security.jsontext import (  # noqa: F401  (the JSON rule, re-exported for 
 from .security.ratelimit import RateLimited
 from .services import services
 from .store import StoreUnavailable
+from .wording import tel_uri
 
 log = logging.getLogger("idp.web")
 
@@ -37,10 +41,17 @@ JSON_PATHS = (
     "/token", "/introspect", "/revoke", "/userinfo", "/jwks", "/.well-known/",
     "/connect/register", "/push/v1/", "/healthz", "/readyz", "/admin/api/",
 )  # fmt: skip
+#: JSON endpoints matched by their whole path (a prefix would catch pages too).
+JSON_EXACT_PATHS = ("/par",)
 
 
 def _secure_cookies() -> bool:
     return services().settings.issuer.startswith("https://")
+
+
+def secure_cookies() -> bool:
+    """Whether the provider's cookies are ``Secure`` (and ``__Host-``): behind https."""
+    return _secure_cookies()
 
 
 def cookie_name(base: str) -> str:
@@ -137,9 +148,32 @@ def allow_form_action(uri: str) -> None:
         g.setdefault("form_action", []).append(f"{parts.scheme}://{parts.netloc}")
 
 
+def allow_img_src(uri: str | None) -> str | None:
+    """Let this page show an image from *uri*'s origin (CSP img-src); returns *uri*
+    when it may be shown (http(s) with a host), else None."""
+    parts = urlsplit(uri or "")
+    if parts.scheme in ("http", "https") and parts.netloc:
+        g.setdefault("img_src", []).append(f"{parts.scheme}://{parts.netloc}")
+        return uri
+    return None
+
+
+def _service_logo() -> str:
+    """[ui] logo_url for the page header: a /static/ path, or an https URL whose origin
+    this page's CSP then allows."""
+    logo = services().settings.ui.logo_url
+    if logo.startswith("https://"):
+        allow_img_src(logo)
+    return logo
+
+
 def too_many(exc: RateLimited) -> str:
     """What a page says when a limit refused the request (with :func:`limited`)."""
-    return f"Too many attempts. Wait {exc.retry_after} seconds and try again."
+    return ngettext(
+        "Too many attempts. Wait %(num)d second and try again.",
+        "Too many attempts. Wait %(num)d seconds and try again.",
+        exc.retry_after,
+    )
 
 
 def limited(resp: Response, exc: RateLimited) -> Response:
@@ -150,7 +184,7 @@ def limited(resp: Response, exc: RateLimited) -> Response:
 
 
 def _wants_json() -> bool:
-    return request.path.startswith(JSON_PATHS)
+    return request.path.startswith(JSON_PATHS) or request.path in JSON_EXACT_PATHS
 
 
 def error_page(status: int, title: str, message: str, **headers: str) -> Response:
@@ -231,34 +265,53 @@ def _path_ids() -> Response | None:
     return None
 
 
+#: Protocol pages: their parameters come from applications, not from people typing.
+_PROTOCOL_PAGES = ("/authorize", "/logout", "/consent")
+
+
 def _parameters() -> Response | None:
-    """Every query and form parameter: a bounded size, no control characters, and no
-    JSON-looking value nested deeper than any reader of it accepts."""
+    """Every query and form parameter: no control characters, no JSON-looking value
+    nested deeper than any reader of it accepts, and (protocol endpoints) a bounded
+    size. A person's form field that is too long gets the field's own message from its
+    page instead of a dead end here (the body as a whole stays bounded by
+    MAX_CONTENT_LENGTH)."""
     limit = services().settings.security.max_parameter_length
+    protocol = _wants_json() or request.path.startswith(_PROTOCOL_PAGES)
     for name, value in request.values.items(multi=True):
         key = name if isinstance(name, str) else ""  # a multipart part without name=
         shown = repr(_CONTROL.sub("?", key[:40]))
-        if len(key) > 128 or len(value) > limit:
+        if len(key) > 128 or (protocol and len(value) > limit):
             return error_page(
                 400,
-                "Request too large",
-                f"The parameter {shown} is longer than {limit} characters.",
+                _("Request too large"),
+                _(
+                    "The parameter %(name)s is longer than %(limit)s characters.",
+                    name=shown,
+                    limit=limit,
+                ),
             )
         if _CONTROL.search(key) or _CONTROL.search(value):
             return error_page(
                 400,
-                "Invalid request",
-                f"The parameter {shown} contains a control character (such as NUL) that no "
-                "field accepts. Go back, retype it and try again.",
+                _("Invalid request"),
+                _(
+                    "The parameter %(name)s contains a control character (such as NUL) that "
+                    "no field accepts. Go back, retype it and try again.",
+                    name=shown,
+                ),
             )
         if looks_like_json(value) and json_depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
             # Whatever reads this parameter as JSON (claims, a WebAuthn response, a
             # JWKS) would recurse once per level: refused here, for every endpoint.
             return error_page(
                 400,
-                "Invalid request",
-                f"The parameter {shown} is nested more than {MAX_JSON_DEPTH} levels deep. "
-                "Go back to the page or application that sent you and try again.",
+                _("Invalid request"),
+                _(
+                    "The parameter %(name)s is nested more than %(depth)s levels deep. Go "
+                    "back to the page or application that sent you and try again.",
+                    name=shown,
+                    depth=MAX_JSON_DEPTH,
+                ),
             )
     return None
 
@@ -270,13 +323,15 @@ def _json_body() -> Response | None:
     except JSONTooDeep:
         return error_page(
             400,
-            "Invalid request",
-            f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep.",
+            _("Invalid request"),
+            _("The JSON body is nested more than %(depth)s levels deep.", depth=MAX_JSON_DEPTH),
         )
     except JSONRefused:
         return None  # not JSON: the endpoint says what it expects
     if _holds_nul(body):
-        return error_page(400, "Invalid request", "The request body contains a NUL character.")
+        return error_page(
+            400, _("Invalid request"), _("The request body contains a NUL character.")
+        )
     return None
 
 
@@ -291,10 +346,27 @@ def init_web(app: Flask) -> None:
         return {
             "csrf_token": csrf_token,
             "service_name": services().settings.ui.service_name,
-            "help_text": services().settings.ui.help_text,
             "help_phone": services().settings.ui.help_phone,
-            "help_hours": services().settings.ui.help_hours,
+            # (help_hours and help_text, in the page's language: idp.i18n)
+            "help_tel": tel_uri(services().settings.ui.help_phone),
+            "logo_url": _service_logo(),
+            "theme_css": bool(services().settings.ui.primary_color),
         }
+
+    @app.get("/theme.css")
+    def theme_css() -> Response:
+        """The deployment's colour ([ui] primary_color) as a stylesheet: the pages' CSP
+        allows no inline style, so the colour comes from a file of its own."""
+        color = services().settings.ui.primary_color or "#005ea2"
+        css = (
+            f":root {{ --idp-primary: {color}; }}\n"
+            ".usa-header, .idp-header { background-color: var(--idp-primary); }\n"
+            ".usa-button:not(.usa-button--outline):not(.usa-button--unstyled) "
+            "{ background-color: var(--idp-primary); }\n"
+        )
+        resp = Response(css, mimetype="text/css")
+        resp.headers["Cache-Control"] = "public, max-age=300"
+        return resp
 
     @app.before_request
     def _edge() -> Response | None:
@@ -340,9 +412,12 @@ def init_web(app: Flask) -> None:
             else:
                 resp.delete_cookie(name, path="/", secure=secure, httponly=True, samesite="Lax")
         form_action = " ".join(["'self'", *dict.fromkeys(g.get("form_action", []))])
+        # A page may show images from exact origins it names (the application's logo).
+        img_src = " ".join(["'self'", "data:", *dict.fromkeys(g.get("img_src", []))])
         resp.headers.setdefault(
             "Content-Security-Policy",
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            f"default-src 'none'; script-src 'self'; style-src 'self'; img-src {img_src}; "
+            "font-src 'self'; "
             f"connect-src 'self'; form-action {form_action}; frame-ancestors 'none'; "
             "base-uri 'none'",
         )
@@ -363,17 +438,23 @@ def init_web(app: Flask) -> None:
     def _csrf(exc: CSRFError):
         return error_page(
             400,
-            "This form has expired",
-            "The page was open too long or came from somewhere else. Go back, reload the "
-            "page and try again.",
+            _("This form has expired"),
+            _(
+                "The page was open too long or came from somewhere else. Go back, reload the "
+                "page and try again."
+            ),
         )
 
     @app.errorhandler(RateLimited)
     def _ratelimited(exc: RateLimited):
         return error_page(
             429,
-            "Too many attempts",
-            f"Too many attempts from here. Wait {exc.retry_after} seconds and try again.",
+            _("Too many attempts"),
+            ngettext(
+                "Too many attempts from here. Wait %(num)d second and try again.",
+                "Too many attempts from here. Wait %(num)d seconds and try again.",
+                exc.retry_after,
+            ),
             Retry_After=str(exc.retry_after),
         )
 
@@ -383,9 +464,11 @@ def init_web(app: Flask) -> None:
         db.session.rollback()
         return error_page(
             503,
-            "Sign-in is temporarily unavailable",
-            "We cannot check sign-in attempts safely right now, so sign-in is paused. "
-            "Try again in a minute.",
+            _("Sign-in is temporarily unavailable"),
+            _(
+                "We cannot check sign-in attempts safely right now, so sign-in is paused. "
+                "Try again in a minute."
+            ),
             Retry_After="30",
         )
 
@@ -397,8 +480,8 @@ def init_web(app: Flask) -> None:
         db.session.rollback()
         return error_page(
             400,
-            "Invalid request",
-            "Part of the request contains characters or a length we cannot accept.",
+            _("Invalid request"),
+            _("Part of the request contains characters or a length we cannot accept."),
         )
 
     @app.errorhandler(OperationalError)
@@ -407,14 +490,17 @@ def init_web(app: Flask) -> None:
         db.session.rollback()
         return error_page(
             503,
-            "Temporarily unavailable",
-            "The service is temporarily unavailable.",
+            _("Temporarily unavailable"),
+            _("The service is temporarily unavailable."),
             Retry_After="30",
         )
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
-        resp = error_page(exc.code or 500, exc.name, exc.description or exc.name)
+        title, message = HTTP_ERRORS.get(exc.code or 500, (None, None))
+        if title is None or _wants_json():
+            title, message = exc.name, exc.description or exc.name
+        resp = error_page(exc.code or 500, str(title), str(message))
         # RFC 9110 15.5.6: a 405 names the methods the resource supports.
         allow = dict(exc.get_headers()).get("Allow")
         if allow:
@@ -425,7 +511,29 @@ def init_web(app: Flask) -> None:
     def _unexpected(exc: Exception):
         log.exception("unhandled error")
         db.session.rollback()
-        return error_page(500, "Something went wrong", "Something went wrong on our side.")
+        return error_page(500, _("Something went wrong"), _("Something went wrong on our side."))
+
+
+#: The pages of the HTTP errors people meet, in their language (the JSON endpoints keep
+#: Werkzeug's English ones).
+HTTP_ERRORS = {
+    400: (_l("Bad request"), _l("The request could not be understood. Go back and try again.")),
+    403: (_l("Not allowed"), _l("You do not have permission to open this page.")),
+    404: (
+        _l("Page not found"),
+        _l("There is no page at this address. Check the address, or go back and try again."),
+    ),
+    405: (
+        _l("Not allowed"),
+        _l("This page cannot be used this way. Go back and use the page's own buttons."),
+    ),
+    413: (_l("Request too large"), _l("What you sent is too large. Send less and try again.")),
+    415: (
+        _l("Unsupported request"),
+        _l("The request was sent in a form this page does not accept."),
+    ),
+    500: (_l("Something went wrong"), _l("Something went wrong on our side.")),
+}
 
 
 # -- JSON in requests: one parsing rule with a depth limit ------------------------------

@@ -71,6 +71,8 @@ def make_settings(tmp_path: Path, keys_dir: Path, **sections) -> Settings:
         delivery=replace(base.delivery, outbox=str(tmp_path / "outbox.jsonl")),
         # The protocol tests run with MFA off; MFA tests turn it on explicitly.
         mfa=replace(base.mfa, required=False),
+        # No "sign in faster next time" page in the flows; its tests turn it on.
+        webauthn=replace(base.webauthn, passkey_offer_days=0),
     )
     for name, values in sections.items():
         s = replace(s, **{name: replace(getattr(s, name), **values)})

@@ -21,7 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 ES256, EDDSA, RS256 = -7, -8, -257
 
-FLAG_UP, FLAG_UV, FLAG_BE, FLAG_BS, FLAG_AT = 0x01, 0x04, 0x08, 0x10, 0x40
+FLAG_UP, FLAG_UV, FLAG_BE, FLAG_BS, FLAG_AT, FLAG_ED = 0x01, 0x04, 0x08, 0x10, 0x40, 0x80
+# FIDO Registry of Predefined Values 3.1: user verification methods (the uvm extension).
+UVM_FINGERPRINT, UVM_PASSCODE = 0x00000002, 0x00000004
 
 
 class AuthenticatorError(Exception):
@@ -56,7 +58,12 @@ class SoftAuthenticator:
         backup_eligible: bool = False,
         user_verified: bool = True,
         aaguid: bytes = b"\0" * 16,
+        discoverable: bool | None = None,
+        uvm: tuple[int, ...] = (),
     ) -> None:
+        """*discoverable*: what the browser reports as the ``credProps`` extension's
+        ``rk`` after create() (None: no report); *uvm*: the user verification methods
+        the authenticator reports in the ``uvm`` extension of its assertions."""
         if len(aaguid) != 16:
             raise ValueError("aaguid must be 16 bytes")
         self.alg = alg
@@ -65,6 +72,8 @@ class SoftAuthenticator:
         self.backup_eligible = backup_eligible
         self.user_verified = user_verified
         self.aaguid = aaguid
+        self.discoverable = discoverable
+        self.uvm = uvm
         self.credential_id = os.urandom(32)
         self.sign_count = 0
         self.user_handle: bytes | None = None
@@ -114,11 +123,15 @@ class SoftAuthenticator:
         return flags
 
     def _auth_data(self, rp_id: str, *, attested: bool) -> bytes:
+        extensions = {"uvm": [[m, 0x0001, 0x0001] for m in self.uvm]} if self.uvm else None
+        flags = self._flags(attested=attested) | (FLAG_ED if extensions else 0)
         data = hashlib.sha256(rp_id.encode()).digest()
-        data += struct.pack(">BI", self._flags(attested=attested), self.sign_count)
+        data += struct.pack(">BI", flags, self.sign_count)
         if attested:
             data += self.aaguid + struct.pack(">H", len(self.credential_id))
             data += self.credential_id + self.cose_key()
+        if extensions:
+            data += cbor2.dumps(extensions)
         return data
 
     def _sign(self, data: bytes) -> bytes:
@@ -178,7 +191,9 @@ class SoftAuthenticator:
                 "publicKeyAlgorithm": self.alg,
                 "transports": ["internal"],
             },
-            "clientExtensionResults": {},
+            "clientExtensionResults": (
+                {} if self.discoverable is None else {"credProps": {"rk": self.discoverable}}
+            ),
             "authenticatorAttachment": "platform",
         }
 
@@ -196,6 +211,9 @@ class SoftAuthenticator:
         allowed = {unb64u(c["id"]) for c in options.get("allowCredentials", [])}
         if allowed and self.credential_id not in allowed:
             raise AuthenticatorError("NotAllowedError", "no allowed credential here")
+        if not allowed and self.discoverable is False:
+            # A server-side credential cannot answer a request for a discoverable one.
+            raise AuthenticatorError("NotAllowedError", "no discoverable credential here")
         if rp_id is None and options.get("rpId", self.rp_id) != self.rp_id:
             raise AuthenticatorError("SecurityError", "rpId does not match this authenticator")
         self.sign_count += sign_count_step

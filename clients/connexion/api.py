@@ -5,6 +5,9 @@ RFC 9470 step-up):
 
 - no token, or one that fails validation (:mod:`.tokens`) -> ``401`` with
   ``WWW-Authenticate: Bearer error="invalid_token"``;
+- a valid token without the API's scope (``form-c:file`` by default) -> ``403`` with
+  ``WWW-Authenticate: Bearer error="insufficient_scope", scope="form-c:file"``
+  (RFC 6750 3.1);
 - a valid token whose authentication is too weak for filing (``acr`` below the step-up
   level, or ``auth_time`` older than the allowed age) -> ``401`` with
   ``WWW-Authenticate: Bearer error="insufficient_user_authentication",
@@ -56,6 +59,15 @@ def form_c() -> Response:
         current_app.logger.exception("cannot validate access tokens")
         resp = jsonify(error="temporarily_unavailable")
         resp.status_code = 503
+        return resp
+
+    if cx.api_scope and cx.api_scope not in str(claims.get("scope") or "").split():
+        description = "The access token does not allow filing Form C."
+        resp = jsonify(error="insufficient_scope", error_description=description)
+        resp.status_code = 403
+        resp.headers["WWW-Authenticate"] = bearer_challenge(
+            "insufficient_scope", description, scope=cx.api_scope
+        )
         return resp
 
     reason = shortfall(claims, cx.step_up_acr, cx.step_up_max_age)

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
+
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 
 ACR_AAL1 = "http://idmanagement.gov/ns/assurance/aal/1"
 ACR_MFA = "urn:idp:acr:mfa"
@@ -24,34 +28,44 @@ ACR_PHISHING_RESISTANT = "http://idmanagement.gov/ns/assurance/aal/2?phishing_re
 ACR_LEVELS: tuple[str, ...] = (ACR_AAL1, ACR_MFA, ACR_AAL2, ACR_PHISHING_RESISTANT)
 
 ACR_WORDS: dict[str, str] = {
-    ACR_AAL1: "Password only",
-    ACR_MFA: "Password and a second step (MFA)",
-    ACR_AAL2: "Password and a strong second step (NIST AAL2)",
-    ACR_PHISHING_RESISTANT: "Phishing-resistant security key or passkey",
+    ACR_AAL1: _l("Password only"),
+    ACR_MFA: _l("Password and a second step (MFA)"),
+    ACR_AAL2: _l("Password and a strong second step (NIST AAL2)"),
+    ACR_PHISHING_RESISTANT: _l("Phishing-resistant security key or passkey"),
 }
 
 AMR_WORDS: dict[str, str] = {
-    "pwd": "password",
-    "otp": "authenticator app code",
-    "hwk": "security key",
-    "swk": "passkey",
-    "lookup": "recovery code",
-    "user": "presence check",
-    "mfa": "more than one factor",
+    "pwd": _l("password"),
+    "otp": _l("authenticator app code"),
+    "hwk": _l("security key"),
+    "swk": _l("passkey"),
+    "lookup": _l("recovery code"),
+    "sms": _l("text message code"),
+    "tel": _l("voice call code"),
+    "email": _l("email code"),
+    "user": _l("fingerprint, face or screen lock check"),
+    "mfa": _l("more than one sign-in step"),
 }
+# A key kept in software without a user-presence test ("swk" without "user") is the
+# companion app's device key: a push approval, not a passkey (the provider's docs/PUSH.md).
+PUSH_WORDS = _l("approval in the companion app")
 
 
 def acr_words(acr: str | None) -> str:
     if not acr:
-        return "Not stated by the provider"
-    return ACR_WORDS.get(acr, f"Unrecognized level ({acr})")
+        return _("Not stated by the provider")
+    if acr in ACR_WORDS:
+        return str(ACR_WORDS[acr])
+    return _("Unrecognized level (%(acr)s)", acr=acr)
 
 
 def amr_words(amr: Iterable[str] | None) -> list[str]:
     """Each amr value in words, in the order given (unknown values as they are)."""
     if not amr or isinstance(amr, str):
         return []
-    return [AMR_WORDS.get(value, str(value)) for value in amr]
+    values = list(amr)
+    push = "swk" in values and "user" not in values
+    return [str(PUSH_WORDS if push and v == "swk" else AMR_WORDS.get(v, v)) for v in values]
 
 
 def satisfies(acr: str | None, required: str) -> bool:
@@ -79,32 +93,64 @@ def shortfall(
     """Why *claims* (of an ID or access token) are too weak for the step-up rule, in
     words for ``error_description`` and pages; ``None`` when they are strong enough."""
     if not satisfies(claims.get("acr"), required_acr):
-        return "This needs a sign-in with a second step (multi-factor authentication)."
+        return _("This needs a sign-in with a second step (multi-factor authentication).")
     age = auth_age(claims, now)
     if age is None:
-        return "The sign-in time is unknown; sign in again."
+        return _("The sign-in time is unknown; sign in again.")
     if age > max_age:
-        return f"Your sign-in is older than {max_age // 60} minutes; confirm it is you again."
+        return ngettext(
+            "Your sign-in is older than %(num)d minute; confirm it is you again.",
+            "Your sign-in is older than %(num)d minutes; confirm it is you again.",
+            max_age // 60,
+        )
     return None
 
 
 def utc_time(timestamp: float | None) -> str:
-    """``"2026-07-01 14:03 UTC"``."""
+    """``"July 1, 2026, 2:03 p.m. UTC"``: dates in words, never 2026-07-01."""
     if timestamp is None:
-        return "unknown"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        return _("unknown")
+    t = datetime.fromtimestamp(timestamp, UTC)
+    lang = _page_locale()
+    if lang != "en":
+        from babel.dates import format_date, format_time
+
+        from .i18n import FORMAT_LOCALES
+
+        cldr = FORMAT_LOCALES.get(lang, lang)
+        return (
+            f"{format_date(t.date(), 'long', locale=cldr)}, "
+            f"{format_time(t, 'short', tzinfo=UTC, locale=cldr)} UTC"
+        )
+    hour = t.hour % 12 or 12
+    return (
+        f"{t:%B} {t.day}, {t.year}, {hour}:{t.minute:02d} {'a.m.' if t.hour < 12 else 'p.m.'} UTC"
+    )
+
+
+def long_date(day: date | None) -> str:
+    """``"January 3, 2027"``."""
+    from .i18n import long_date as in_words
+
+    return in_words(day)
+
+
+def _page_locale() -> str:
+    from .i18n import page_locale
+
+    return page_locale()
 
 
 def ago(seconds: float | None) -> str:
     """``"less than a minute ago"``, ``"1 minute ago"``, ``"25 minutes ago"``, ..."""
     if seconds is None:
-        return "at an unknown time"
+        return _("at an unknown time")
     minutes = int(max(seconds, 0) // 60)
     if minutes == 0:
-        return "less than a minute ago"
+        return _("less than a minute ago")
     if minutes < 120:
-        return f"{minutes} minute{'s' if minutes != 1 else ''} ago"
+        return ngettext("%(num)d minute ago", "%(num)d minutes ago", minutes)
     hours = minutes // 60
     if hours < 48:
-        return f"{hours} hours ago"
-    return f"{hours // 24} days ago"
+        return ngettext("%(num)d hour ago", "%(num)d hours ago", hours)
+    return ngettext("%(num)d day ago", "%(num)d days ago", hours // 24)

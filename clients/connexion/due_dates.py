@@ -26,6 +26,8 @@ import calendar
 from datetime import date, timedelta
 from functools import lru_cache
 
+from flask_babel import gettext as _
+
 __all__ = [
     "PERIOD_STARTS",
     "add_business_days",
@@ -137,8 +139,9 @@ def form_c_due_date(period_start: date) -> date:
 
 def period_label(period_start: date) -> str:
     """``"January–June 2026"`` or ``"July–December 2026"``."""
-    months = "January–June" if period_start.month == 1 else "July–December"
-    return f"{months} {period_start.year}"
+    if period_start.month == 1:
+        return _("January–June %(year)s", year=period_start.year)
+    return _("July–December %(year)s", year=period_start.year)
 
 
 def period_code(period_start: date) -> str:

@@ -18,6 +18,9 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from flask_babel import gettext as _
+
+from .assurance import utc_time
 from .due_dates import (
     form_c_due_date,
     next_form_c_period,
@@ -80,11 +83,13 @@ def validate(data: Mapping[str, Any], today: date) -> tuple[FormC | None, dict[s
 
     supplier = re.sub(r"[\s-]", "", str(data.get("supplier_number") or ""))
     if not re.fullmatch(r"\d{10}", supplier):
-        errors["supplier_number"] = "Enter your 10-digit supplier number, for example 1234567890."
+        errors["supplier_number"] = _(
+            "Enter your 10-digit supplier number, for example 1234567890."
+        )
 
     period = str(data.get("period") or "")
     if period not in {p.code for p in periods(today)}:
-        errors["period"] = "Choose the reporting period."
+        errors["period"] = _("Choose the reporting period.")
 
     raw_count = data.get("subcontractors")
     count = -1
@@ -93,8 +98,9 @@ def validate(data: Mapping[str, Any], today: date) -> tuple[FormC | None, dict[s
     elif isinstance(raw_count, str) and raw_count.strip().isdigit():
         count = int(raw_count.strip())
     if not 0 <= count <= MAX_SUBCONTRACTORS:
-        errors["subcontractors"] = (
-            f"Enter the number of subcontractors as a whole number from 0 to {MAX_SUBCONTRACTORS}."
+        errors["subcontractors"] = _(
+            "Enter the number of subcontractors as a whole number from 0 to %(max)s.",
+            max=MAX_SUBCONTRACTORS,
         )
 
     raw_amount = data.get("total_purchases")
@@ -108,12 +114,12 @@ def validate(data: Mapping[str, Any], today: date) -> tuple[FormC | None, dict[s
         except InvalidOperation:
             pass
     if not 0 <= cents <= MAX_CENTS:
-        errors["total_purchases"] = (
+        errors["total_purchases"] = _(
             "Enter the total purchases in dollars, for example 12500 or 12,500.00."
         )
 
     if not _truthy(data.get("certified")):
-        errors["certified"] = "Check the box to certify that the report is accurate."
+        errors["certified"] = _("Check the box to certify that the report is accurate.")
 
     if errors:
         return None, errors
@@ -174,4 +180,6 @@ def find(path: str, confirmation: str, sub: str) -> dict[str, Any] | None:
     out = dict(row)
     out["period_label"] = period_label(period_start_from_code(out["period"]))
     out["total_purchases"] = f"${out['total_purchases_cents'] / 100:,.2f}"
+    # Dates in words on the page ("December 4, 2026, 3:05 p.m. UTC"), not ISO 8601.
+    out["submitted_text"] = utc_time(datetime.fromisoformat(out["submitted_at"]).timestamp())
     return out

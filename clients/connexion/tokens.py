@@ -8,8 +8,10 @@ provider's published keys (JWKS, found through discovery):
   names a published key;
 - the signature;
 - the claims: ``iss`` is the issuer exactly, ``exp`` has not passed (``nbf``/``iat``
-  not in the future), ``sub`` is present, and the token was issued for us (``aud``
-  contains our client id, or ``client_id`` is our client id).
+  not in the future), ``sub`` is present, and the token was issued for this API:
+  ``aud`` contains the API's resource URI (RFC 8707, RFC 9068 3). A token the provider
+  issued to Connexion itself (``aud`` = the client id, the one for the userinfo
+  endpoint) is refused: a token is only good where it was meant to be used.
 
 The key set is cached for ``ttl`` seconds and fetched again when a token names a key
 we have not seen (the provider rotated its keys), at most once every
@@ -17,8 +19,9 @@ we have not seen (the provider rotated its keys), at most once every
 the provider.
 
 Offline validation cannot see revocation: a revoked token stays valid here until it
-expires (the provider's access tokens live 5 minutes). An API that must notice
-revocation sooner calls the provider's introspection endpoint (RFC 7662) instead.
+expires (the provider's access tokens live 5 minutes). :class:`IntrospectionValidator`
+is the other mode: it asks the provider's introspection endpoint (RFC 7662) about
+every token, with the API's own client credentials, and so sees revocation at once.
 
 Authlib's client is deliberately not used here: the API shows what any resource server
 does with a plain JOSE library (joserfc).
@@ -118,12 +121,32 @@ class JWKSCache:
             return key
 
 
-class AccessTokenValidator:
-    """Validates access tokens issued by *issuer* for *client_id*."""
+def post_form(url: str, data: dict[str, str], auth: tuple[str, str]) -> tuple[int, Any]:
+    """POST a form with HTTP Basic credentials; (status, JSON body or None). Tests
+    replace this function to answer for the provider."""
+    resp = requests.post(url, data=data, auth=auth, timeout=10,
+                         headers={"Accept": "application/json"})  # fmt: skip
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    return resp.status_code, body
 
-    def __init__(self, issuer: str, client_id: str, jwks: JWKSCache | None = None):
+
+def _for_audience(claims: dict[str, Any], audience: str) -> None:
+    aud = claims.get("aud")
+    audiences = aud if isinstance(aud, list) else [aud]
+    if audience not in audiences:
+        raise InvalidToken("The access token was not issued for this API.")
+
+
+class AccessTokenValidator:
+    """Validates, offline, access tokens issued by *issuer* for the API *audience* (its
+    resource URI: the token's ``aud``, RFC 8707 and RFC 9068 3)."""
+
+    def __init__(self, issuer: str, audience: str, jwks: JWKSCache | None = None):
         self.issuer = issuer
-        self.client_id = client_id
+        self.audience = audience
         self.jwks = jwks or JWKSCache(issuer)
 
     def validate(self, token: str) -> dict[str, Any]:
@@ -178,11 +201,63 @@ class AccessTokenValidator:
             claim = getattr(exc, "claim", "") or "claims"
             raise InvalidToken(f"The access token's {claim} claim is not valid.") from None
 
-        aud = claims.get("aud")
-        audiences = aud if isinstance(aud, list) else [aud]
-        if self.client_id not in audiences and claims.get("client_id") != self.client_id:
-            raise InvalidToken("The access token was not issued for Connexion.")
+        _for_audience(claims, self.audience)
         return claims
+
+
+class IntrospectionValidator:
+    """Validates access tokens by asking the provider (RFC 7662 2.1), as the API's own
+    client (*client_id*, *client_secret*, HTTP Basic): the token must be active, from
+    *issuer*, for the API *audience* (``aud``, RFC 8707) and for a user (``sub``). The
+    provider answers ``active: true`` to the API's client only for tokens whose ``aud``
+    is the API's resource, and sees revocation at once; the price is one request to the
+    provider per API call."""
+
+    def __init__(self, issuer: str, audience: str, client_id: str, client_secret: str):
+        self.issuer = issuer
+        self.audience = audience
+        self.auth = (client_id, client_secret)
+        self._endpoint: str | None = None
+        self._lock = threading.Lock()
+
+    def _introspection_endpoint(self) -> str:
+        with self._lock:
+            if self._endpoint is None:
+                try:
+                    meta = fetch_json(f"{self.issuer}/.well-known/openid-configuration")
+                    if meta.get("issuer") != self.issuer:
+                        raise ValueError(f"discovery names issuer {meta.get('issuer')!r}")
+                    self._endpoint = str(meta["introspection_endpoint"])
+                except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+                    raise ProviderUnavailable(f"no introspection endpoint: {exc}") from exc
+            return self._endpoint
+
+    def validate(self, token: str) -> dict[str, Any]:
+        """The token's claims as the provider reports them, or :class:`InvalidToken`
+        (:class:`ProviderUnavailable` when the provider cannot be asked, or refuses the
+        API's credentials: that is a configuration problem, not a bad token)."""
+        if not token or len(token) > 8192 or not token.isascii():
+            raise InvalidToken("The access token is malformed.")
+        endpoint = self._introspection_endpoint()
+        try:
+            status, body = post_form(
+                endpoint, {"token": token, "token_type_hint": "access_token"}, self.auth
+            )
+        except requests.RequestException as exc:
+            raise ProviderUnavailable(f"cannot reach the introspection endpoint: {exc}") from exc
+        if status != 200 or not isinstance(body, dict):
+            raise ProviderUnavailable(f"the introspection endpoint answered {status}")
+        if body.get("active") is not True:
+            raise InvalidToken("The access token is not active.")
+        if body.get("iss") != self.issuer:
+            raise InvalidToken("The access token's iss claim is not valid.")
+        if not isinstance(body.get("sub"), str) or not body["sub"]:
+            raise InvalidToken("The access token's sub claim is not valid.")
+        exp = body.get("exp")
+        if not isinstance(exp, int) or exp <= time.time() - LEEWAY:
+            raise InvalidToken("The access token has expired.")
+        _for_audience(body, self.audience)
+        return body
 
 
 def bearer_challenge(error: str, description: str, **params: str | int) -> str:

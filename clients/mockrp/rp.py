@@ -378,7 +378,11 @@ class MockRP:
                 if _targets(form.action, self.redirect_uri):
                     return self._authorization_result(form.action, form.fields, state)
             login = _first(forms, "email", "password")
-            decision = _first(forms, "decision")
+            # The consent form: a choice made with "decision" buttons (a form that only
+            # carries a hidden decision, such as a "Sign out" link, is not a consent).
+            decision = next(
+                (f for f in forms if any(name == "decision" for name, _v in f.buttons)), None
+            )
             if login is not None:
                 if email is None or password is None:
                     raise self._page_error(resp, "login page shown but no credentials given")

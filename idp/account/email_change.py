@@ -12,6 +12,8 @@ change is confirmed the OLD address is told.
 from __future__ import annotations
 
 from flask import Blueprint, Response, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from sqlalchemy.exc import IntegrityError
 
 from .. import audit
@@ -22,7 +24,7 @@ from ..services import services
 from ..web import error_page, validate_csrf
 from . import links
 from .mail import send
-from .registration import link_error, valid_email
+from .registration import email_problem, link_error, valid_email
 
 bp = Blueprint("email", __name__)
 
@@ -61,14 +63,19 @@ def change() -> Response:
     validate_csrf()
     svc = services()
     new = User.normalize_email(request.form.get("email") or "")
-    if not valid_email(new):
-        return _page("Enter an email address like name@example.com.", new, 400)
+    if problem := email_problem(new):
+        return _page(problem, new if len(new) <= 254 else "", 400)
     if new == user.email:
-        return _page("That is already your email address.", new, 400)
+        return _page(_("That is already your email address."), new, 400)
     try:
         RateLimiter(svc.store, Limit("email_change.user", 5, 3600)).hit(str(user.id))
     except RateLimited as exc:
-        resp = _page(f"Too many attempts. Wait {max(1, exc.retry_after // 60)} minutes.", new, 429)
+        wait = ngettext(
+            "Too many attempts. Wait %(num)d minute.",
+            "Too many attempts. Wait %(num)d minutes.",
+            max(1, exc.retry_after // 60),
+        )
+        resp = _page(wait, new, 429)
         resp.headers["Retry-After"] = str(exc.retry_after)
         return resp
     ttl = svc.settings.registration.verify_ttl
@@ -109,7 +116,7 @@ def _confirm_page(token: str, link: links.LinkData, *, error: str | None = None,
 
 def _bad_link(exc: links.LinkError) -> Response:
     audit.record_now("email.change_failed", outcome="failure", reason=type(exc).__name__)
-    return link_error(exc, again=url_for("email.change"), again_text="Change your email again")
+    return link_error(exc, again=url_for("email.change"), again_text=_("Change your email again"))
 
 
 @bp.route("/account/email/confirm/<token>", methods=["GET", "POST"])
@@ -146,9 +153,11 @@ def confirm(token: str) -> Response:
         except (LoginFailed, AccountDisabled):
             audit.record_now("email.change_failed", outcome="failure", user_id=link.user.id,
                              reason="bad_password")  # fmt: skip
-            return _confirm_page(token, link, status=400,
-                                 error="That password is not right. Type the password of the "
-                                 "account whose address you are changing.")  # fmt: skip
+            error = _(
+                "That password is not right. Type the password of "
+                "the account whose address you are changing."
+            )
+            return _confirm_page(token, link, status=400, error=error)
     try:
         link = links.consume("email_change", token)
     except links.LinkError as exc:
@@ -175,9 +184,11 @@ def confirm(token: str) -> Response:
                          reason="address in use")  # fmt: skip
         return error_page(
             409,
-            "This address cannot be used",
-            "This email address now belongs to another account, so your address was not "
-            "changed. Choose another address.",
+            _("This address cannot be used"),
+            _(
+                "This email address now belongs to another account, so your address was not "
+                "changed. Choose another address."
+            ),
         )
     send(old, "email_changed", user=user, new_email=new)
     return Response(render_template("account/email_changed.html", email=new))

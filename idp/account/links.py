@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import has_request_context
+from flask_babel import lazy_gettext as _l
 
 from .. import audit
 from ..extensions import db
@@ -64,29 +65,29 @@ _STORE_GRACE = 3600
 
 
 class LinkError(Exception):
-    """A link that cannot be used; ``message`` is safe to show."""
+    """A link that cannot be used; ``message`` is safe to show (in the page's language)."""
 
-    title = "This link does not work"
-    message = "The link is not valid. Ask for a new one."
+    title = _l("This link does not work")
+    message = _l("The link is not valid. Ask for a new one.")
 
 
 class InvalidLink(LinkError):
     """Malformed, tampered, for another purpose, or issued before a change that voids it."""
 
-    message = (
+    message = _l(
         "This link is not valid: it may be incomplete, or something on the account changed "
         "since it was sent. Ask for a new one."
     )
 
 
 class ExpiredLink(LinkError):
-    title = "This link has expired"
-    message = "This link has expired. Ask for a new one."
+    title = _l("This link has expired")
+    message = _l("This link has expired. Ask for a new one.")
 
 
 class UsedLink(LinkError):
-    title = "This link was already used"
-    message = "Each link works once and this one was already used. Ask for a new one if needed."
+    title = _l("This link was already used")
+    message = _l("Each link works once and this one was already used. Ask for a new one if needed.")
 
 
 @dataclass(frozen=True)
@@ -210,16 +211,19 @@ def url(path: str) -> str:
 
 
 def prepare_email_verification(
-    subject: User | RegistrationAttempt, *, txn: str | None = None
+    subject: User | RegistrationAttempt, *, txn: str | None = None, locale: str | None = None
 ) -> str:
     """Issue a verification link for a user or a registration attempt and add its audit
-    event to the current transaction (the caller commits); returns the absolute URL."""
+    event to the current transaction (the caller commits); returns the absolute URL.
+    *locale* is the language the registration was made in (the new account's)."""
     from flask import url_for
 
     ttl = services().settings.registration.verify_ttl
     if isinstance(subject, RegistrationAttempt):
         ttl = max(1, min(ttl, int((subject.expires_at - utcnow()).total_seconds())))
     extra = {"txn": txn} if txn else {}
+    if locale:
+        extra["locale"] = locale
     token = issue("verify_email", subject, ttl, **extra)
     path = url_for("register.verify", token=token) if has_request_context() else None
     if isinstance(subject, RegistrationAttempt):

@@ -12,18 +12,25 @@ unknown ones, telling anyone with a stopwatch which addresses have accounts. The
 Forgot Password Cheat Sheet asks for exactly this: "ensure that responses return in a
 consistent amount of time ... by using asynchronous calls or by making sure that the
 same logic is followed" (see also OWASP WSTG-IDNT-04, account enumeration).
+
+A message to an account is in the account's language, else in the language of the
+page that sent it (:func:`idp.i18n.account_locale`).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from flask import Response, current_app, g, render_template, request
+from flask_babel import force_locale
 
 from .. import audit
 from ..delivery import DeliveryError, EmailMessage
 from ..extensions import db
+from ..i18n import account_locale, help_hours, page_locale
 from ..models import User
 from ..notify import SUBJECTS
 from ..services import services
@@ -31,17 +38,23 @@ from ..services import services
 log = logging.getLogger("idp.account")
 
 
-def send(to: str, event: str, *, user: User | None = None, **context: Any) -> bool:
-    """Email *to* with ``email/<event>.txt``; False (audited) when delivery failed."""
+def send(
+    to: str, event: str, *, user: User | None = None, page_lang: str | None = None,
+    **context: Any,
+) -> bool:  # fmt: skip
+    """Email *to* with ``email/<event>.txt``; False (audited) when delivery failed.
+    *page_lang* is the language of the page that asked for it, when that page is gone."""
     svc = services()
     ui = svc.settings.ui
-    text = render_template(
-        f"email/{event}.txt", user=user, service_name=ui.service_name,
-        help_phone=ui.help_phone, help_hours=ui.help_hours, **context,
-    )  # fmt: skip
+    with force_locale(account_locale(user, page_lang)):
+        text = render_template(
+            f"email/{event}.txt", user=user, service_name=ui.service_name,
+            help_phone=ui.help_phone, help_hours=help_hours(ui), **context,
+        )  # fmt: skip
+        subject = f"{ui.service_name}: {SUBJECTS[event]}"
     message = EmailMessage(
         to=to,
-        subject=f"{ui.service_name}: {SUBJECTS[event]}",
+        subject=subject,
         text=text,
         purpose=f"account.{event}",
     )
@@ -75,6 +88,9 @@ def send_after_response(
     request's database session is gone by then); *context* goes to the template as
     the caller computed it (the link included).
 
+    Should the server never close the response, a timer sends the message
+    :data:`CLOSE_FALLBACK_SECONDS` later; it is sent once either way.
+
     The callback runs in a request context rebuilt from this request (same client
     address and request id, so the ``notify.failed`` audit event and log lines of a
     failed delivery carry them). Nothing raised there reaches the server: the response
@@ -84,6 +100,7 @@ def send_after_response(
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     environ = dict(request.environ)
     request_id = g.get("request_id")
+    lang = page_locale()  # the page's language, read while its request is whole
 
     def deliver() -> None:
         if to is None:
@@ -92,9 +109,36 @@ def send_after_response(
             g.request_id = request_id
             try:
                 user = db.session.get(User, user_id) if user_id is not None else None
-                send(to, event, user=user, **context)
+                send(to, event, user=user, page_lang=lang, **context)
             except Exception:  # noqa: BLE001 - after the response: log, never raise
                 log.exception("account email %s could not be sent after the response", event)
 
-    response.call_on_close(deliver)
+    once = _once(deliver)
+    response.call_on_close(once)
+    # A server that never closes the response (Werkzeug's development server skips
+    # close() when the browser resets the connection) must not lose the message: the
+    # timer sends it a moment later, and whichever comes first sends it, once.
+    timer = threading.Timer(CLOSE_FALLBACK_SECONDS, once)
+    timer.daemon = True
+    timer.start()
     return response
+
+
+#: Seconds after which a message waiting for its response to close is sent anyway.
+CLOSE_FALLBACK_SECONDS = 3.0
+
+
+def _once(action: Callable[[], None]) -> Callable[[], None]:
+    """*action*, callable any number of times from any thread, run the first time only."""
+    lock = threading.Lock()
+    done = False
+
+    def run() -> None:
+        nonlocal done
+        with lock:
+            if done:
+                return
+            done = True
+        action()
+
+    return run

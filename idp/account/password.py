@@ -23,6 +23,8 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from .. import audit
 from ..extensions import db
@@ -36,7 +38,7 @@ from ..services import services
 from ..web import error_page, set_session_cookie, validate_csrf
 from . import links
 from .mail import send_after_response
-from .registration import link_error, password_lengths, valid_email
+from .registration import email_problem, link_error, password_lengths
 
 bp = Blueprint("password", __name__)
 
@@ -62,14 +64,10 @@ def forgot() -> Response:
         return Response(render_template("account/forgot.html", email="", error=None))
     validate_csrf()
     email = User.normalize_email(request.form.get("email") or "")
-    if not valid_email(email):
+    if problem := email_problem(email):
+        shown = email if len(email) <= 254 else ""  # (not echo a page of text back)
         return Response(
-            render_template(
-                "account/forgot.html",
-                email=email,
-                error="Enter the email address of your account, like name@example.com.",
-            ),
-            status=400,
+            render_template("account/forgot.html", email=shown, error=problem), status=400
         )
     p = svc.settings.password
     try:
@@ -82,8 +80,11 @@ def forgot() -> Response:
             render_template(
                 "account/forgot.html",
                 email=email,
-                error=f"Too many requests. Wait {max(1, exc.retry_after // 60)} minutes and "
-                "try again.",
+                error=ngettext(
+                    "Too many requests. Wait %(num)d minute and try again.",
+                    "Too many requests. Wait %(num)d minutes and try again.",
+                    max(1, exc.retry_after // 60),
+                ),
             ),
             status=429,
         )
@@ -118,7 +119,7 @@ def forgot_sent() -> Response:
 
 def _bad_link(exc: links.LinkError) -> Response:
     audit.record_now("password.reset_failed", outcome="failure", reason=type(exc).__name__)
-    return link_error(exc, again=url_for("password.forgot"), again_text="Ask for a new link")
+    return link_error(exc, again=url_for("password.forgot"), again_text=_("Ask for a new link"))
 
 
 def _password_page(token: str, error: str | None = None, status: int = 200) -> Response:
@@ -152,9 +153,11 @@ def reset(token: str) -> Response:
                          reason="second factor not passed")  # fmt: skip
         return error_page(
             403,
-            "Verify it's you first",
-            "This account has a second sign-in step. Open the link from your email again "
-            "and complete that step before choosing a new password.",
+            _("Verify it's you first"),
+            _(
+                "This account has a second sign-in step. Open the link from your email again "
+                "and complete that step before choosing a new password."
+            ),
         )
     return _set_new_password(token, link, has_factor)
 
@@ -167,7 +170,7 @@ def _set_new_password(token: str, link: links.LinkData, had_factor: bool) -> Res
     if problem:
         return _password_page(token, problem, 400)
     if password != (request.form.get("password_confirm") or ""):
-        return _password_page(token, "The two passwords are not the same. Type them again.", 400)
+        return _password_page(token, _("The two passwords are not the same. Type them again."), 400)
     try:
         link = links.consume("reset", token)  # burns it: of two submissions one wins
     except links.LinkError as exc:
@@ -211,7 +214,11 @@ def change() -> Response:
     try:
         RateLimiter(svc.store, Limit("password.change.user", 5, 900)).hit(str(user.id))
     except RateLimited as exc:
-        errors["current"] = f"Too many attempts. Wait {max(1, exc.retry_after // 60)} minutes."
+        errors["current"] = ngettext(
+            "Too many attempts. Wait %(num)d minute.",
+            "Too many attempts. Wait %(num)d minutes.",
+            max(1, exc.retry_after // 60),
+        )
         resp = Response(
             render_template("account/password.html", **password_lengths(), errors=errors),
             status=429,
@@ -223,15 +230,15 @@ def change() -> Response:
     if not svc.passwords.verify(user.password_hash, current):
         audit.record_now("password.change_failed", outcome="failure", user_id=user.id,
                          reason="bad current password")  # fmt: skip
-        errors["current"] = "Your current password is not right."
+        errors["current"] = _("Your current password is not right.")
     else:
         problem = check_for(svc.settings, password, [user.email, user.name or "", current])
         if equal(password.encode(), current.encode()):
-            errors["password"] = "Choose a password different from your current one."
+            errors["password"] = _("Choose a password different from your current one.")
         elif problem:
             errors["password"] = problem
         elif password != (request.form.get("password_confirm") or ""):
-            errors["password_confirm"] = "The two passwords are not the same. Type them again."
+            errors["password_confirm"] = _("The two passwords are not the same. Type them again.")
     if errors:
         return Response(
             render_template("account/password.html", **password_lengths(), errors=errors),
@@ -246,7 +253,7 @@ def change() -> Response:
     db.session.commit()
     # End every session, then give this browser a fresh one with what it had passed.
     ended = svc.sessions.destroy_all(user.id)
-    cookie, _ = svc.sessions.establish(user.id, "pwd", previous=session, amr=("pwd",))
+    cookie, _session = svc.sessions.establish(user.id, "pwd", previous=session, amr=("pwd",))
     set_session_cookie(cookie)
     audit.record_now("session.revoked_all", user_id=user.id, sessions=ended, reason="password")
     notify(user, "password_changed", reset=False)

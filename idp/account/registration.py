@@ -17,12 +17,15 @@ import unicodedata
 from datetime import timedelta
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
 from .. import audit
 from ..auth.service import AccountDisabled, LoginFailed, authenticate_password
 from ..extensions import db
+from ..i18n import page_locale, supported
 from ..models import Consent, Factor, RegistrationAttempt, User
 from ..models.base import utcnow
 from ..models.user import new_subject
@@ -52,6 +55,19 @@ def valid_email(address: str) -> bool:
     return email_address.is_valid(address)
 
 
+def email_problem(address: str) -> str | None:
+    """What an email field says about *address* (normalised), or None when it is fine."""
+    if not address:
+        return _("Enter your email address.")
+    if len(address) > email_address.MAX_LENGTH:
+        return _(
+            "Use at most %(max)s characters for an email address.", max=email_address.MAX_LENGTH
+        )
+    if not valid_email(address):
+        return _("Enter an email address like name@example.com.")
+    return None
+
+
 def _limiters() -> tuple[RateLimiter, RateLimiter]:
     svc = services()
     r = svc.settings.registration
@@ -70,9 +86,11 @@ def _txn_id() -> str | None:
 def _closed() -> Response:
     return error_page(
         404,
-        "Registration is closed",
-        "New accounts cannot be created here right now. Contact the help desk if you need "
-        "an account.",
+        _("Registration is closed"),
+        _(
+            "New accounts cannot be created here right now. Contact the help desk if you need "
+            "an account."
+        ),
     )
 
 
@@ -99,22 +117,20 @@ def password_lengths() -> dict[str, int]:
 def _validate(name: str, email: str, password: str, confirm: str) -> dict[str, str]:
     errors: dict[str, str] = {}
     if not name:
-        errors["name"] = "Enter your full name."
+        errors["name"] = _("Enter your full name.")
     elif len(name) > 200:
-        errors["name"] = "Use at most 200 characters for your name."
+        errors["name"] = _("Use at most %(max)s characters for your name.", max=200)
     elif any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in name):
         # (Format characters such as right-to-left marks could disguise a name in the
         # messages that quote it.)
-        errors["name"] = "Use letters, spaces and punctuation only in your name."
-    if not email:
-        errors["email"] = "Enter your email address."
-    elif not valid_email(email):
-        errors["email"] = "Enter an email address like name@example.com."
+        errors["name"] = _("Use letters, spaces and punctuation only in your name.")
+    if problem := email_problem(email):
+        errors["email"] = problem
     problem = check_for(services().settings, password, [email, name])
     if problem:
         errors["password"] = problem
     elif password != confirm:
-        errors["password_confirm"] = "The two passwords are not the same. Type them again."
+        errors["password_confirm"] = _("The two passwords are not the same. Type them again.")
     return errors
 
 
@@ -175,7 +191,7 @@ def register() -> Response:
     db.session.flush()
     audit.record("user.registration_started", attempt=attempt.id,
                  pending_user=user.id if user is not None else None)  # fmt: skip
-    link = links.prepare_email_verification(attempt, txn=txn)
+    link = links.prepare_email_verification(attempt, txn=txn, locale=page_locale())
     db.session.commit()
     hours = max(1, svc.settings.registration.verify_ttl // 3600)
     return send_after_response(done, attempt.email, "verify_email", name=attempt.name,
@@ -196,7 +212,11 @@ def is_pending(user: User) -> bool:
 
 def _limited(exc: RateLimited, values: dict) -> Response:
     audit.record_now("user.register_limited", outcome="failure", limit=exc.name)
-    message = f"Too many attempts. Wait {max(1, exc.retry_after // 60)} minutes and try again."
+    message = ngettext(
+        "Too many attempts. Wait %(num)d minute and try again.",
+        "Too many attempts. Wait %(num)d minutes and try again.",
+        max(1, exc.retry_after // 60),
+    )
     resp = _form(values, {}, 429, message)
     resp.headers["Retry-After"] = str(exc.retry_after)
     return resp
@@ -236,7 +256,7 @@ def _confirm_page(token: str, email: str, *, error: str | None = None,
 
 def _bad_verify_link(exc: links.LinkError) -> Response:
     audit.record_now("email.verify_failed", outcome="failure", reason=type(exc).__name__)
-    return link_error(exc, again=url_for("auth.signin"), again_text="Sign in to get a new link")
+    return link_error(exc, again=url_for("auth.signin"), again_text=_("Sign in to get a new link"))
 
 
 @bp.route("/verify/<token>", methods=["GET", "POST"])
@@ -276,8 +296,8 @@ def verify(token: str) -> Response:
             links.burn(link)  # a guessed password never gets a sixth try
             return _bad_verify_link(links.InvalidLink())
         return _confirm_page(token, email, status=400,
-                             error="That is not the password chosen for this account. Type "
-                             "the password you chose when you registered.")  # fmt: skip
+                             error=_("That is not the password chosen for this account. Type "
+                                     "the password you chose when you registered."))  # fmt: skip
     try:
         link = links.consume("verify_email", token)  # of two confirmations one wins
     except links.LinkError as exc:
@@ -290,16 +310,18 @@ def verify(token: str) -> Response:
         return _signed_in(user, link.data.get("txn"), signed_in_already=True)
     attempt_id = link.attempt.id  # (read now: a concurrent confirmation may delete the row)
     try:
-        user = _create_account(link.attempt)
+        user = _create_account(link.attempt, locale=link.data.get("locale"))
     except AddressTaken:
         db.session.rollback()
         audit.record_now("email.verify_failed", outcome="failure", reason="address_taken",
                          attempt=attempt_id)  # fmt: skip
         return error_page(
             409,
-            "This address already has an account",
-            "An account with this email address exists already. Sign in, or choose "
-            "“Forgot your password?” on the sign-in page.",
+            _("This address already has an account"),
+            _(
+                "An account with this email address exists already. Sign in, or choose "
+                "“Forgot your password?” on the sign-in page."
+            ),
         )
     return _signed_in(user, link.data.get("txn"))
 
@@ -318,11 +340,12 @@ def _password_ok(link: links.LinkData, password: str, ip: str) -> bool:
     return True
 
 
-def _create_account(attempt: RegistrationAttempt) -> User:
+def _create_account(attempt: RegistrationAttempt, *, locale: str | None = None) -> User:
     """The account of a confirmed attempt (commits). A pending account of the same
     address (:func:`is_pending`) is taken over in place: new subject, the attempt's name
     and password, no sessions, factors or grants left; every other attempt for the
-    address is deleted, so no other link can confirm it any more."""
+    address is deleted, so no other link can confirm it any more. The account's language
+    is the one the registration was made in (*locale*), else this page's."""
     from ..oidc.tokens import TokenService
 
     email = attempt.email
@@ -349,6 +372,7 @@ def _create_account(attempt: RegistrationAttempt) -> User:
         db.session.add(user)
     user.email_verified = True
     user.password_changed_at = now
+    user.locale = supported(locale) or page_locale()
     try:
         db.session.flush()  # the unique address decides a race between two confirmations
     except IntegrityError:

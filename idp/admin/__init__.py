@@ -9,7 +9,7 @@ from flask import Flask
 def init_admin(app: Flask) -> None:
     """Register the admin blueprint and let the sign-in page continue to ``/admin``."""
     from ..auth.views import NEXT_PAGES
-    from . import audit_views, clients, dashboard, users  # noqa: F401  (routes)
+    from . import audit_views, clients, dashboard, resources, users  # noqa: F401  (routes)
     from .views import bp
 
     # The sign-in page continues only to pages it knows by name (never a URL).

@@ -23,7 +23,7 @@ from typing import Any
 from flask import Response, jsonify, redirect, request, url_for
 
 from .. import audit
-from ..auth.assurance import achieved, factors_reaching, level_index
+from ..auth.assurance import FIRST_STEPS, achieved, factors_reaching, level_index
 from ..auth.session import BrowserSession
 from ..models import User
 from ..services import services
@@ -36,7 +36,7 @@ STAFF = ("helpdesk", "admin")
 #: page offers them, the action view dispatches them and the role-matrix test walks them
 #: from this one list, so a new action is under the hierarchy (and tested) at once.
 HELPDESK_ACTIONS = ("lock", "unlock", "disable", "enable", "reset_mfa", "revoke",
-                    "resend_verification")  # fmt: skip
+                    "resend_verification", "groups")  # fmt: skip
 #: Actions only an administrator may take (on top of the hierarchy below).
 ADMIN_ONLY_ACTIONS = ("role",)
 ACTIONS = HELPDESK_ACTIONS + ADMIN_ONLY_ACTIONS
@@ -138,12 +138,15 @@ class Staff:
 
 
 def recent_acr(session: BrowserSession, now: int, max_age: int) -> str | None:
-    """The acr reached by the password and the second factors passed in the last
-    *max_age* seconds of this session (None without a password)."""
-    if "pwd" not in session.methods:
+    """The acr reached by the session's first step (the password or a passkey alone)
+    and the second factors passed in the last *max_age* seconds (None without a first
+    step). A passkey sign-in passed a second factor too ("webauthn")."""
+    first = [m for m in session.methods if m in FIRST_STEPS]
+    if not first:
         return None
-    recent = [m for m, at in session.methods.items() if m != "pwd" and now - at <= max_age]
-    return achieved(["pwd", *recent])
+    recent = [m for m, at in session.methods.items()
+              if m not in FIRST_STEPS and now - at <= max_age]  # fmt: skip
+    return achieved([*first, *recent])
 
 
 def step_up_factors(types) -> list[str]:

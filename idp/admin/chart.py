@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from html import escape
 
+from ..wording import long_date
+
 WIDTH, HEIGHT = 640, 280
 LEFT, RIGHT, TOP, BOTTOM = 48, 16, 16, 40
 
@@ -68,7 +70,7 @@ def enrollment_svg(
             f'<line x1="{x(deadline)}" y1="{TOP}" x2="{x(deadline)}" y2="{TOP + plot_h}" '
             'stroke="#b50909" stroke-width="2" stroke-dasharray="4 3"/>',
             f'<text x="{x(deadline) - 4}" y="{TOP + 26}" font-size="12" fill="#b50909" '
-            f'text-anchor="end">enforcement {deadline.isoformat()}</text>',
+            f'text-anchor="end">enforcement {long_date(deadline)}</text>',
         ]
     parts += [
         f'<text x="{LEFT - 6}" y="{TOP + 10}" font-size="12" text-anchor="end" '

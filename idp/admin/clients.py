@@ -14,22 +14,29 @@ from ..flash import flash
 from ..models import OAuthClient
 from ..models.oauth import AUTH_METHODS, GRANT_TYPES
 from ..oidc.clients import (
+    INFO_URIS,
+    PROTOCOL_FIELDS,
     ClientValidationError,
     create_client,
     delete_client,
     rotate_secret,
     update_client,
 )
-from ..oidc.server import SCOPES_SUPPORTED
+from ..oidc.resources import client_resource_uris, list_resources, supported_scopes
 from .access import Staff, staff_only
 from .views import bp, render
 
-CHOICES = {
-    "auth_methods": AUTH_METHODS,
-    "grant_types": GRANT_TYPES,
-    "scopes": SCOPES_SUPPORTED,
-    "acr_levels": ACR_LEVELS,
-}
+
+def choices() -> dict[str, Any]:
+    """The form's choices; scopes and APIs (RFC 8707 resources) are registered ones."""
+    return {
+        "auth_methods": AUTH_METHODS,
+        "grant_types": GRANT_TYPES,
+        "scopes": supported_scopes(),
+        "acr_levels": ACR_LEVELS,
+        "api_resources": list_resources(),
+        "info_uris": INFO_URIS,
+    }
 
 
 def _lines(name: str) -> list[str]:
@@ -53,7 +60,30 @@ def _form() -> dict[str, Any]:
         "grant_types": form.getlist("grant_types"),
         "scope": " ".join(form.getlist("scope")),
         "jwks": jwks,
+        # RFC 7591 2: what the sign-in pages show about the application.
+        **{key: form.get(key, "") for key in INFO_URIS},
+        **_protocol_form(),
     }
+
+
+def _protocol_form() -> dict[str, Any]:
+    """The keys by URL, back-channel logout, allowed origins and PAR fields
+    (:data:`idp.oidc.clients.PROTOCOL_FIELDS`)."""
+    form = request.form
+    return {
+        "jwks_uri": form.get("jwks_uri", "").strip() or None,
+        "backchannel_logout_uri": form.get("backchannel_logout_uri", "").strip() or None,
+        "backchannel_logout_session_required": (
+            form.get("backchannel_logout_session_required") == "on"
+        ),
+        "allowed_origins": _lines("allowed_origins"),
+        "require_par": form.get("require_par") == "on",
+    }
+
+
+def _resources() -> list[str]:
+    """The APIs (RFC 8707 resources) the form allows the client."""
+    return [v for v in request.form.getlist("resources") if v]
 
 
 def _flags() -> dict[str, Any]:
@@ -92,21 +122,23 @@ def client_new(staff: Staff) -> Response:
         try:
             metadata = _form()
             method = request.form.get("auth_method", "")
-            values = {**metadata, **_flags(), "token_endpoint_auth_method": method}
+            values = {**metadata, **_flags(), "token_endpoint_auth_method": method,
+                      "resources": _resources()}  # fmt: skip
             client, secret = create_client(
                 auth_method=method,
                 actor=staff.actor,
+                resources=_resources(),
                 **metadata,
                 **_flags(),
             )
         except ClientValidationError as exc:
             db.session.rollback()
             return render("admin/client_form.html", staff, status=400, client=None,
-                          values=values, error=str(exc), **CHOICES)  # fmt: skip
+                          values=values, error=str(exc), **choices())  # fmt: skip
         return render("admin/client_secret.html", staff, client=client, secret=secret,
                       created=True)  # fmt: skip
     return render("admin/client_form.html", staff, client=None, values=values, error=None,
-                  **CHOICES)  # fmt: skip
+                  **choices())  # fmt: skip
 
 
 def _values(client: OAuthClient) -> dict[str, Any]:
@@ -121,6 +153,9 @@ def _values(client: OAuthClient) -> dict[str, Any]:
         "first_party": client.first_party,
         "require_mfa": client.require_mfa,
         "default_acr": client.default_acr,
+        **{key: getattr(client, key) for key in INFO_URIS},
+        **{key: getattr(client, key) for key in PROTOCOL_FIELDS},
+        "resources": client_resource_uris(client),
     }
 
 
@@ -132,17 +167,18 @@ def client_edit(staff: Staff, client_id: str) -> Response:
         values = _values(client)
         try:
             metadata = _form()
-            values.update(metadata, **_flags())
-            changed = update_client(client, actor=staff.actor, **metadata, **_flags())
+            values.update(metadata, **_flags(), resources=_resources())
+            changed = update_client(client, actor=staff.actor, resources=_resources(),
+                                    **metadata, **_flags())  # fmt: skip
         except ClientValidationError as exc:
             db.session.rollback()
             return render("admin/client_form.html", staff, status=400, client=client,
-                          values=values, error=str(exc), **CHOICES)  # fmt: skip
+                          values=values, error=str(exc), **choices())  # fmt: skip
         note = f"Saved {client.name}." if changed else "Nothing changed."
         flash(note)
         return redirect(url_for("admin.clients"))
     return render("admin/client_form.html", staff, client=client, values=_values(client),
-                  error=None, **CHOICES)  # fmt: skip
+                  error=None, **choices())  # fmt: skip
 
 
 @bp.post("/clients/<client_id>/action")

@@ -16,11 +16,14 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app, render_template
+from flask_babel import force_locale
+from flask_babel import gettext as _
 from sqlalchemy import and_, case, exists, func, or_, select, update
 
 from .. import audit
 from ..delivery import DeliveryError, EmailMessage
 from ..extensions import db
+from ..i18n import account_locale, help_hours
 from ..models import AuditEvent, Factor, User
 from ..models.base import utcnow
 from ..services import services
@@ -368,14 +371,17 @@ def send_reminder_batch(*, actor: str) -> BatchResult:
     sent = failed = 0
     for user_id, previous in claimed:
         user = db.session.get(User, user_id)
-        text = render_template(
-            "admin/email/mfa_reminder.txt", user=user, service_name=settings.ui.service_name,
-            enforce_from=info[0], days_left=info[1], issuer=settings.issuer,
-            help_phone=settings.ui.help_phone, help_hours=settings.ui.help_hours,
-        )  # fmt: skip
+        with force_locale(account_locale(user, "en")):  # the user's language, not the admin's
+            text = render_template(
+                "admin/email/mfa_reminder.txt", user=user, service_name=settings.ui.service_name,
+                enforce_from=info[0], days_left=info[1], issuer=settings.issuer,
+                help_phone=settings.ui.help_phone, help_hours=help_hours(settings.ui),
+            )  # fmt: skip
+            subject = _("%(service)s: set up a second sign-in step",
+                        service=settings.ui.service_name)  # fmt: skip
         message = EmailMessage(
             to=user.email,
-            subject=f"{settings.ui.service_name}: set up a second sign-in step",
+            subject=subject,
             text=text,
             purpose="admin.mfa_reminder",
         )

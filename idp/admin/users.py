@@ -6,8 +6,11 @@ email, and (administrators) the role.
 
 Every action goes through :func:`idp.admin.service.authorize` (the role hierarchy of
 :func:`idp.admin.access.may_act`) before anything changes; a refusal is a 403 page and
-an audit event. After an action the browser is redirected to the user's page, which
-shows what was done once (:mod:`idp.flash`): nothing in the URL is shown as a message.
+an audit event. The actions that end sessions or take access away (:data:`CONFIRM`)
+need ``confirm=yes`` (the page's confirmation dialog sends it); without it nothing
+changes and a confirmation page answers. After an action the browser is redirected to
+the user's page, which shows what was done once (:mod:`idp.flash`): nothing in the URL
+is shown as a message.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Callable, Mapping
 
 from flask import Response, abort, current_app, redirect, request, url_for
 
+from .. import groups as group_service
 from ..extensions import db
 from ..flash import flash
 from ..models import User
@@ -74,6 +78,8 @@ def _page(staff: Staff, user: User, *, error: str | None = None, status: int = 2
         refusal=refusal,
         own=own,
         error=error,
+        user_groups=group_service.groups_of(user.id),
+        all_groups=group_service.list_groups(),
     )
 
 
@@ -138,6 +144,23 @@ def _role(user: User, form: Mapping[str, str], actor: str, reason: str | None) -
     return f"Role is now {user.role}."
 
 
+def _groups(user: User, form: Mapping[str, str], actor: str, reason: str | None) -> str:
+    """Add the user to a group (``op=add``) or take them out of it (``op=remove``); the
+    ``groups`` claim changes with the next token (idp.groups)."""
+    op, name = form.get("op", ""), form.get("group", "")
+    group = group_service.find_group(name)
+    if group is None or op not in ("add", "remove"):
+        raise service.ActionError("Choose a group.")
+    try:
+        if op == "add":
+            group_service.add_member(group, user, actor=actor, reason=reason)
+            return f"Added to the group {group.name}."
+        group_service.remove_member(group, user, actor=actor, reason=reason)
+        return f"Removed from the group {group.name}."
+    except group_service.GroupError as exc:
+        raise service.ActionError(str(exc)) from None
+
+
 HANDLERS: dict[str, Handler] = {
     "lock": _lock,
     "unlock": _unlock,
@@ -147,12 +170,17 @@ HANDLERS: dict[str, Handler] = {
     "revoke": _revoke,
     "resend_verification": _resend,
     "role": _role,
+    "groups": _groups,
 }
 # One list of actions (access.ACTIONS) rules the page, the hierarchy and the tests: an
 # action without a handler, or a handler outside the list (and so outside the rule), is
 # an error when the application starts, not a gap found in production.
 if set(HANDLERS) != set(ACTIONS):
     raise RuntimeError(f"help-desk handlers {sorted(HANDLERS)} != ACTIONS {sorted(ACTIONS)}")
+
+
+#: Actions that need ``confirm=yes``: the ones that end sessions or take access away.
+CONFIRM = frozenset({"reset_mfa", "disable", "revoke", "lock"})
 
 
 def _refused(staff: Staff, user: User, verdict: Verdict) -> Response:
@@ -171,6 +199,12 @@ def user_action(staff: Staff, user_id: int) -> Response:
     verdict = service.authorize(staff, user, action, reason=raw_reason)
     if not verdict.allowed:
         return _refused(staff, user, verdict)
+    if action in CONFIRM and request.form.get("confirm") != "yes":
+        # Nothing changes yet: the page's dialog sends confirm=yes; without it (no
+        # JavaScript, or a bare POST) the operator confirms on a page of its own.
+        fields = {k: request.form.get(k, "") for k in ("reason", "hours") if k in request.form}
+        return render("admin/confirm_action.html", staff, user=user, action=action,
+                      fields=fields)  # fmt: skip
     try:
         note = handler(user, request.form, staff.actor, clean_reason(raw_reason) or None)
     except service.ActionError as exc:

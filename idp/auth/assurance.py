@@ -2,7 +2,7 @@
 
 acr (OIDC Core 2, ``acr``), from lowest to highest:
 
-- ``http://idmanagement.gov/ns/assurance/aal/1``: password alone;
+- ``http://idmanagement.gov/ns/assurance/aal/1``: a first step alone (the password);
 - ``urn:idp:acr:mfa``: password + any second factor (email counts);
 - ``http://idmanagement.gov/ns/assurance/aal/2``: password + an NIST SP 800-63B AAL2
   factor (TOTP, SMS, voice, number-matched push, WebAuthn, recovery code);
@@ -18,16 +18,32 @@ for push itself (docs/PUSH.md). Codes by text message and voice call earn RFC 81
 ``sms`` and ``tel``; a code by email earns the project's own ``email`` (RFC 8176 has no
 value for it) and reaches only ``urn:idp:acr:mfa``: NIST SP 800-63B 5.1.3.1 forbids
 email as an out-of-band authenticator, so it is not AAL2 (docs/DELIVERY.md).
+
+The first step of a sign-in is the password (method ``pwd``) or a passkey alone (method
+``passkey``): a WebAuthn assertion of a discoverable credential with user verification,
+which names the user by itself. Such a sign-in is recorded as both steps (``passkey``
+and ``webauthn``): possession of the key, plus the PIN, fingerprint or face the
+authenticator checked (NIST SP 800-63B 5.1.9: a multi-factor cryptographic
+authenticator), so it reaches ``aal/2?phishing_resistant=true`` and its ``amr`` is
+``hwk`` or ``swk``, ``user`` and ``mfa``, never ``pwd`` (no password was used), plus
+``pin``, ``fpt`` and the like only where the authenticator reported how it verified the
+user (:func:`idp.mfa.webauthn.core.uvm_amr`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 ACR_AAL1 = "http://idmanagement.gov/ns/assurance/aal/1"
 ACR_MFA = "urn:idp:acr:mfa"
 ACR_AAL2 = "http://idmanagement.gov/ns/assurance/aal/2"
 ACR_AAL2_PHISHING_RESISTANT = "http://idmanagement.gov/ns/assurance/aal/2?phishing_resistant=true"
+
+#: The methods that are a first step: the password, or a passkey alone.
+PASSWORD = "pwd"
+PASSKEY = "passkey"
+FIRST_STEPS: frozenset[str] = frozenset({PASSWORD, PASSKEY})
 
 # Lowest first: a session that satisfies one level satisfies every level before it.
 ACR_LEVELS: tuple[str, ...] = (ACR_AAL1, ACR_MFA, ACR_AAL2, ACR_AAL2_PHISHING_RESISTANT)
@@ -52,6 +68,7 @@ FACTOR_LEVELS: dict[str, str] = {
 # before a method's values were recorded).
 DEFAULT_AMR: dict[str, tuple[str, ...]] = {
     "pwd": ("pwd",),
+    "passkey": ("hwk", "user"),
     "totp": ("otp",),
     "recovery": ("lookup",),
     "webauthn": ("hwk", "user"),
@@ -66,13 +83,19 @@ def level_index(acr: str) -> int:
     return ACR_LEVELS.index(acr)
 
 
-def achieved(methods: Iterable[str]) -> str | None:
-    """The highest acr the passed methods reach (``None`` without a password).
+def has_first_step(methods: Iterable[str]) -> bool:
+    """Whether *methods* include a first step (the password or a passkey alone)."""
+    return not FIRST_STEPS.isdisjoint(methods)
 
-    *methods* are ``"pwd"`` and factor types (``"totp"``, ``"webauthn"``, ...).
+
+def achieved(methods: Iterable[str]) -> str | None:
+    """The highest acr the passed methods reach (``None`` without a first step).
+
+    *methods* are first steps (``"pwd"``, ``"passkey"``) and factor types (``"totp"``,
+    ``"webauthn"``, ...); a passkey sign-in counts both ``"passkey"`` and ``"webauthn"``.
     """
     methods = set(methods)
-    if "pwd" not in methods:
+    if not has_first_step(methods):
         return None
     best = ACR_AAL1
     for method in methods:
@@ -80,6 +103,35 @@ def achieved(methods: Iterable[str]) -> str | None:
         if level is not None and level_index(level) > level_index(best):
             best = level
     return best
+
+
+def webauthn_impossible(issuer: str, rp_id: str = "") -> str | None:
+    """Why browsers will refuse security keys and passkeys for this deployment, or None.
+
+    The WebAuthn RP ID must be a domain name (WebAuthn Level 2 5.1.4.1; a "valid domain
+    string" in the HTML sense): on an issuer such as ``http://127.0.0.1:5000`` every
+    ceremony fails with a SecurityError. ``localhost`` works (a secure context)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = rp_id or (urlsplit(issuer).hostname or "")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return (
+        f"security keys and passkeys cannot work on {host}: browsers need a domain name "
+        "(serve the provider on localhost or a real host name)"
+    )
+
+
+def offered_factors(settings: Any) -> tuple[str, ...]:
+    """The factor types the deployment offers: ``[mfa] allowed_factors`` without those
+    that cannot work where it runs (WebAuthn on an IP address)."""
+    allowed = tuple(settings.mfa.allowed_factors)
+    if webauthn_impossible(settings.issuer, settings.webauthn.rp_id):
+        return tuple(t for t in allowed if t != "webauthn")
+    return allowed
 
 
 def factors_reaching(types: Iterable[str], acr: str) -> list[str]:
@@ -96,8 +148,10 @@ def reachable(allowed_factors: Iterable[str]) -> list[str]:
 
 def amr_for(methods: Iterable[str], amr: Iterable[str]) -> list[str]:
     """RFC 8176 amr list: the values the passed factors earned, plus ``mfa`` when a
-    second factor passed after the password (RFC 8176 section 2)."""
+    first step and a second factor passed (RFC 8176 section 2): the password and a
+    factor, or a passkey with user verification (which is recorded as both)."""
     values = set(amr)
-    if "pwd" in set(methods) and len(set(methods)) > 1:
+    methods = set(methods)
+    if has_first_step(methods) and methods - FIRST_STEPS:
         values.add("mfa")
     return sorted(values)

@@ -18,7 +18,8 @@ from ..mfa import policy
 from ..models import OAuthClient
 from ..services import services
 from ..web import current_session, current_user
-from .transaction import Transaction
+from .assurance import offered_factors
+from .transaction import PASSKEY_DONE, PASSKEY_OFFERED, Transaction
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ def next_step(
     """The policy decision for this browser, user and request, now.
 
     ``passive`` (``prompt=none``) skips what may be skipped without a page: the
-    optional set-up before the enforcement date and the second-factor recommendation.
+    optional set-up before the enforcement date, the second-factor recommendation and
+    the passkey offer.
     """
     svc = services()
     session, user = current_session(), current_user()
@@ -68,15 +70,23 @@ def next_step(
             max_age=inputs.max_age,
             prompt=frozenset(inputs.prompt),
             login_done="login" in done,
+            passkey_done=PASSKEY_DONE in done,
             hinted_sub_mismatch=bool(inputs.hinted_sub and user and inputs.hinted_sub != user.sub),
             postponed=passive or "mfa_postponed" in done,
             recommend_dismissed=passive or "recommend_dismissed" in done,
             passed_in_txn=frozenset(d[4:] for d in done if d.startswith("mfa:")),
+            enrolled_in_txn=any(d.startswith("enrolled:") for d in done),
+            recovery_used="mfa:recovery" in done,
+            passkey_offered=passive or PASSKEY_OFFERED in done,
         ),
         policy.ClientPolicy(require_mfa=client.require_mfa, default_acr=client.default_acr),
         policy.SessionFacts(session.auth_time, dict(session.methods)) if session else None,
         facts,
-        policy.settings_from(svc.settings.mfa),
+        policy.settings_from(
+            svc.settings.mfa,
+            offered_factors(svc.settings),
+            passkey_offer_days=svc.settings.webauthn.passkey_offer_days,
+        ),
         int(time.time()),
     )
 

@@ -153,7 +153,7 @@ def authenticate_password(
             from ..notify import notify
 
             notify(user, "login_locked", failures=limit,
-                   minutes=max(1, svc.settings.login.lockout_seconds // 60))  # fmt: skip
+                   seconds=svc.settings.login.lockout_seconds)  # fmt: skip
         raise LoginFailed
     if not user.is_active:
         audit.record_now("login.failure", outcome="failure", user_id=user.id, reason="disabled")

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..security.crypto import hash_token
 from ..store import Store
-from .assurance import DEFAULT_AMR, amr_for
+from .assurance import DEFAULT_AMR, amr_for, has_first_step
 
 # Only refresh the idle timer when it has moved by this much: a store write per page
 # view buys nothing.
@@ -34,13 +34,16 @@ class BrowserSession:
     last_seen: int
     auth_time: int  # time of the last authentication event (OIDC Core 2, auth_time)
     amr: list[str] = field(default_factory=list)  # RFC 8176 values earned so far
-    # method -> time it last passed in this session, e.g. {"pwd": 1700000000}
+    # method -> time it last passed in this session, e.g. {"pwd": 1700000000}; a
+    # sign-in with a passkey alone passes "passkey" (the first step) and "webauthn"
     methods: dict[str, int] = field(default_factory=dict)
     # method -> the RFC 8176 values its last pass earned (a security key: ["hwk", "user"])
     method_amr: dict[str, list[str]] = field(default_factory=dict)
     # method -> ids of the factors of that type passed in this session: removing one of
     # them ends the session (and the tokens it earned).
     method_factors: dict[str, list[int]] = field(default_factory=dict)
+    # The application this session last signed in to ("Back to ..." on the account pages).
+    last_client: str = ""
     key: str = ""  # store key suffix (hash of the cookie value); not persisted
 
     def method_age(self, method: str, now: int) -> int | None:
@@ -98,7 +101,8 @@ class SessionManager:
         # Called with (user id, ended sids) when sessions are ended on purpose (sign-out,
         # revocation, password reset, factor removal): the grants bound to those sessions
         # end with them. The caller commits. (Expiry needs no call: a session-bound
-        # refresh token checks :meth:`is_alive` at every use.)
+        # refresh token checks :meth:`is_alive` at every use, and the back-channel
+        # logout sweep, idp.oidc.backchannel, finds expired sessions by their sid.)
         self.on_end = on_end
 
     def _ttl(self, s: BrowserSession, now: int) -> int:
@@ -148,10 +152,13 @@ class SessionManager:
         previous: BrowserSession | None = None,
         amr: tuple[str, ...] | list[str] = (),
         factor_id: int | None = None,
+        also: tuple[str, ...] = (),
     ) -> tuple[str, BrowserSession]:
-        """Record that *method* (``"pwd"`` or a factor type; *factor_id* names the factor)
-        passed, with the RFC 8176 *amr* values it earned, and return a NEW cookie value
-        (session id rotation).
+        """Record that *method* (``"pwd"``, ``"passkey"`` or a factor type; *factor_id*
+        names the factor) passed, with the RFC 8176 *amr* values it earned, and return a
+        NEW cookie value (session id rotation). The methods in *also* passed in the same
+        act with the same values (a passkey sign-in: ``"passkey"`` also passes
+        ``"webauthn"``).
 
         Passing the previous session of the same user keeps its methods (a second
         factor after the password); a different user starts from nothing.
@@ -169,22 +176,37 @@ class SessionManager:
             amr=list(keep.amr) if keep else [],
             method_amr={k: list(v) for k, v in keep.method_amr.items()} if keep else {},
             method_factors={k: list(v) for k, v in keep.method_factors.items()} if keep else {},
+            last_client=keep.last_client if keep else "",
             key=hash_token(cookie),
         )
         earned = list(amr or DEFAULT_AMR.get(method, ()))
-        s.methods[method] = now
-        s.method_amr[method] = earned
-        if factor_id is not None and factor_id not in s.method_factors.get(method, []):
-            s.method_factors.setdefault(method, []).append(factor_id)
+        for name in (method, *also):
+            s.methods[name] = now
+            s.method_amr[name] = list(earned)
+            if factor_id is not None and factor_id not in s.method_factors.get(name, []):
+                s.method_factors.setdefault(name, []).append(factor_id)
         s.amr = amr_for(s.methods, [*s.amr, *earned])
-        if previous is not None:
-            self._delete(previous)
+        # The new record first, then the old one goes: a session that keeps its sid is
+        # never seen as ended in between (the back-channel logout sweep asks).
         self._save(s, now)
+        if previous is not None:
+            self._delete(previous, keep_sid=previous.sid == s.sid)
         self.store.add_to_set(f"user_sessions:{user_id}", s.key, self.absolute_timeout)
         return cookie, s
 
-    def _delete(self, s: BrowserSession) -> None:
-        self.store.delete(f"session:{s.key}", f"session_sid:{s.sid}")
+    def note_client(self, s: BrowserSession, client_id: str) -> None:
+        """Remember the application this session just signed in to (written only when
+        it changes)."""
+        if s.last_client != client_id:
+            s.last_client = client_id
+            self._save(s, int(self.clock()))
+
+    def _delete(self, s: BrowserSession, *, keep_sid: bool = False) -> None:
+        """Forget the record *s*; with *keep_sid* its sid lives on in a rotated record."""
+        if keep_sid:
+            self.store.delete(f"session:{s.key}")
+        else:
+            self.store.delete(f"session:{s.key}", f"session_sid:{s.sid}")
         self.store.remove_from_set(f"user_sessions:{s.user_id}", s.key)
 
     def _ended(self, user_id: int, sids: list[str]) -> None:
@@ -230,14 +252,23 @@ class SessionManager:
         self._ended(user_id, ended)
         return len(ended)
 
-    def forget_factor(self, s: BrowserSession, factor_id: int) -> tuple[str, BrowserSession] | None:
+    def forget_factor(
+        self, s: BrowserSession, factor_id: int
+    ) -> tuple[str, BrowserSession | None] | None:
         """Rotate *s* into a session that no longer counts factor *factor_id* (removed
         while this browser was signed in); None when the session never used it. A
-        method stays passed only if another factor of its type passed in the session."""
+        method stays passed only if another factor of its type passed in the session.
+
+        A session whose first step was that factor (a sign-in with that passkey alone)
+        keeps no first step: it ends, with its grants, and ``("", None)`` is returned
+        (the caller clears the cookie)."""
         if not any(factor_id in ids for ids in s.method_factors.values()):
             return None
         factors = {m: [i for i in ids if i != factor_id] for m, ids in s.method_factors.items()}
         dropped = {m for m, ids in factors.items() if not ids}
+        if not has_first_step(m for m in s.methods if m not in dropped):
+            self.destroy(s)
+            return "", None
         now = int(self.clock())
         cookie = secrets.token_urlsafe(32)
         fresh = BrowserSession(
@@ -249,8 +280,8 @@ class SessionManager:
             key=hash_token(cookie),
         )  # fmt: skip
         fresh.amr = amr_for(fresh.methods, [v for vs in fresh.method_amr.values() for v in vs])
-        self._delete(s)
         self._save(fresh, now)
+        self._delete(s, keep_sid=True)
         self.store.add_to_set(f"user_sessions:{s.user_id}", fresh.key, self.absolute_timeout)
         return cookie, fresh
 

@@ -17,6 +17,11 @@ from ..store import Store
 
 TRANSACTION_TTL = 1800
 
+#: Steps of a transaction (:attr:`Transaction.done`) besides ``"login"`` (the password
+#: step) and ``"mfa:<type>"``: a sign-in with a passkey alone, the passkey offer answered.
+PASSKEY_DONE = "passkey_login"
+PASSKEY_OFFERED = "passkey_offered"
+
 
 @dataclass
 class Transaction:
@@ -24,8 +29,9 @@ class Transaction:
     browser: str
     params: dict[str, str]
     created_at: int
-    # Steps already completed inside this transaction (e.g. "login" for prompt=login,
-    # "mfa:totp" for a factor that passed, "mfa_postponed").
+    # Steps already completed inside this transaction (e.g. "login" for the password,
+    # "passkey_login" for a passkey alone, "mfa:totp" for a factor that passed,
+    # "mfa_postponed").
     done: list[str] = field(default_factory=list)
     # The parsed policy inputs of the request (acr, max_age, prompt, hinted sub), so
     # later steps can re-evaluate the policy without re-parsing the request.

@@ -29,20 +29,29 @@ log = logging.getLogger("idp.delivery")
 API_VERSION = "2010-04-01"
 
 
-def say_code_twiml(intro: str, code: str, outro: str) -> str:
+def say_code_twiml(
+    intro: str,
+    code: str,
+    outro: str,
+    *,
+    again: str = "Again, your code is",
+    language: str | None = None,
+) -> str:
     """TwiML that reads *code* digit by digit, twice (one ``<Say>`` each time).
 
     Digits are separated by ", " so text-to-speech reads "4, 0, 7" rather than
-    "four hundred seven".
+    "four hundred seven". *language* (a BCP 47 tag such as ``es-US``, Twilio's ``<Say
+    language>``) is the voice's language; the account's default voice without it.
     """
     digits = ", ".join(code)
+    say = f'<Say language="{escape(language)}">' if language else "<Say>"
     return (
         '<?xml version="1.0" encoding="UTF-8"?>'
         "<Response>"
-        f"<Say>{escape(intro)} {digits}.</Say>"
+        f"{say}{escape(intro)} {digits}.</Say>"
         '<Pause length="1"/>'
-        f"<Say>Again, your code is {digits}.</Say>"
-        f"<Say>{escape(outro)}</Say>"
+        f"{say}{escape(again)} {digits}.</Say>"
+        f"{say}{escape(outro)}</Say>"
         "</Response>"
     )
 

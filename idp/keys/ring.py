@@ -17,8 +17,9 @@ are several times faster than 3072) and ES256 keys use P-256.
 
 Writers (:func:`generate_key`, :func:`ensure_keys`, :func:`rotate_keys`) hold an exclusive
 ``flock`` on the directory and replace files atomically; readers take a shared lock, so
-they never see a rotation half done. A running :class:`KeyRing` does not watch the
-directory: reload it (restart the workers) after a rotation.
+they never see a rotation half done. A :class:`KeyRing` is a snapshot of the directory;
+the application serves through :class:`idp.keys.shared.SharedKeyRing`, which reloads it
+when a rotation announces itself or the files change, so no restart is needed.
 """
 
 from __future__ import annotations
@@ -71,6 +72,10 @@ _META_MEMBERS = ("status", "created_at", "retired_at")
 # Key type, curve and public parameters per algorithm: the only members a public JWK gets.
 _KTY = {"RS256": "RSA", "ES256": "EC"}
 _PUBLIC_PARAMS = {"RSA": ("n", "e"), "EC": ("crv", "x", "y")}
+
+
+# Key files already reported as readable by others (the warning is printed once).
+_MODE_WARNED: set[tuple[Path, int]] = set()
 
 
 class KeyRingError(Exception):
@@ -270,7 +275,8 @@ def _scan(directory: Path) -> list[_Entry]:
             raise KeyRingError(f"key file {path.name}: cannot stat: {exc.strerror}") from exc
         if not stat.S_ISREG(mode):
             raise KeyRingError(f"key file {path.name}: not a regular file")
-        if mode & 0o077:
+        if mode & 0o077 and (path, mode) not in _MODE_WARNED:
+            _MODE_WARNED.add((path, mode))  # once per file per process, not per reload
             log.warning(
                 "key file %s is accessible by group/others (mode %04o); run: chmod 600 %s",
                 path,

@@ -10,39 +10,54 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from flask_babel import force_locale
+from flask_babel import lazy_gettext as _l
+from flask_babel.speaklater import LazyString
+
 from ..models import Factor, User
 
 if TYPE_CHECKING:
     from flask import Response
 
 
+def english(text: Any) -> str:
+    """A message as written, in English (the audit trail's language), whatever the
+    page's language: a lazy message (``lazy_gettext``) is rendered in English."""
+    if isinstance(text, LazyString):
+        with force_locale("en"):
+            return str(text)
+    return str(text)
+
+
 class MFAError(Exception):
-    """Base class; ``message`` is safe to show to the user."""
+    """Base class; ``message`` is safe to show to the user: a lazy message
+    (``lazy_gettext``), shown in the page's language. ``reason`` (for the audit trail)
+    defaults to the message in English."""
 
-    message = "That did not work. Try again."
+    message: Any = _l("That did not work. Try again.")
 
-    def __init__(self, message: str | None = None, *, reason: str = ""):
-        super().__init__(message or self.message)
+    def __init__(self, message: Any = None, *, reason: str = ""):
+        super().__init__(english(message or self.message))
         self.message = message or self.message
-        self.reason = reason or self.message
+        self.reason = reason or english(self.message)
 
 
 class InvalidResponse(MFAError):
     """Wrong code, bad signature, unknown credential: counts as a failed attempt."""
 
-    message = "That code is not right. Check it and try again."
+    message = _l("That code is not right. Check it and try again.")
 
 
 class Replayed(InvalidResponse):
     """A one-time value that was already used."""
 
-    message = "That code was already used. Wait for a new one and try again."
+    message = _l("That code was already used. Wait for a new one and try again.")
 
 
 class SecondFactorLocked(MFAError):
     """Too many failed attempts: the second-factor step is paused."""
 
-    message = "Too many failed attempts. Verification is paused for a while."
+    message = _l("Too many failed attempts. Verification is paused for a while.")
 
     def __init__(self, retry_after: int):
         super().__init__()
@@ -51,6 +66,18 @@ class SecondFactorLocked(MFAError):
 
 class EnrollmentError(MFAError):
     """The factor could not be set up (cap reached, expired set-up, bad response)."""
+
+
+class UserNotVerified(MFAError):
+    """A passkey answered without verifying its user (no PIN, fingerprint or face): a
+    valid assertion, so not counted as a guess, but it stands for one factor only and
+    cannot sign in without the password (it can still be the second step)."""
+
+    message = _l(
+        "This passkey did not check that it is you (with a PIN, fingerprint or face), so "
+        "it cannot sign you in without your password. Sign in with your password; you "
+        "can still use the passkey as your second step."
+    )
 
 
 @dataclass(frozen=True)

@@ -28,13 +28,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from .. import audit
 from ..auth.assurance import factors_reaching
 from ..auth.session import BrowserSession
-from ..auth.transaction import Transaction
+from ..auth.transaction import PASSKEY_DONE, Transaction
 from ..models import Factor, User
 from ..security.crypto import equal, hash_token
+from ..security.text import is_ascii_digits
 from ..services import services
 from ..web import (
     adopt_session,
@@ -51,9 +54,9 @@ bp = Blueprint("mfa", __name__, url_prefix="/mfa")
 
 # How long a factor passed on the reset challenge keeps the reset open in this browser.
 RESET_PASS_TTL = 900
-# Factor types the password reset can challenge: every type but push approval, whose
-# request and answer belong to a signed-in browser session.
-RESET_KINDS = ("webauthn", "totp", "sms", "voice", "email", "recovery")
+# Factor types the password reset can challenge: every type (a push request is bound to
+# the reset link in this browser, like a WebAuthn challenge).
+RESET_KINDS = ("webauthn", "push", "totp", "sms", "voice", "email", "recovery")
 
 
 def mfa() -> Any:
@@ -84,7 +87,8 @@ class Ctx:
         if self.admin_next is not None:
             return "admin"
         if self.txn is not None:
-            return "signin" if "login" in self.txn.done else "stepup"
+            first_step = "login" in self.txn.done or PASSKEY_DONE in self.txn.done
+            return "signin" if first_step else "stepup"
         return "account"
 
     @property
@@ -113,6 +117,29 @@ class Ctx:
 
         client = query_client(self.txn.params.get("client_id"))
         return client.name if client is not None else ""
+
+    def stepup_why(self) -> str:
+        """Why the application asks again, from its request (OIDC Core 3.1.2.1
+        ``acr_values`` and ``max_age``), in words; '' outside a step-up (a second step
+        the session lacks, or a sign-in asked again because it was older than
+        ``max_age``)."""
+        if self.txn is None:
+            return ""
+        if self.purpose != "stepup" and not self.txn.policy.get("reauth"):
+            return ""
+        params = self.txn.params
+        if "phishing_resistant" in params.get("acr_values", ""):
+            return _("It needs a phishing-resistant method (a security key or passkey) for this.")
+        max_age = params.get("max_age", "")
+        if is_ascii_digits(max_age):
+            return ngettext(
+                "It needs you to have confirmed your identity in the last %(num)d minute "
+                "before a sensitive action.",
+                "It needs you to have confirmed your identity in the last %(num)d minutes "
+                "before a sensitive action.",
+                max(1, int(max_age) // 60),
+            )
+        return _("It needs a fresh confirmation before a sensitive action.")
 
     # -- which factors ----------------------------------------------------------------
     def allowed(self) -> list[str]:
@@ -146,6 +173,14 @@ class Ctx:
             ]
         return found
 
+    def reset_left_out(self) -> bool:
+        """On a reset: the user has an email code to the account's own address, which
+        this page does not accept (see :meth:`factors`)."""
+        if self.purpose != "reset":
+            return False
+        mine = [f for f in mfa().factors(self.user) if f.type == "email"]
+        return len(mine) > len(self.factors("email"))
+
     # -- after a pass ---------------------------------------------------------------------
     def done_url(self) -> str:
         if self.reset_token is not None:
@@ -172,8 +207,8 @@ class Ctx:
 def _expired() -> Response:
     return error_page(
         400,
-        "This sign-in has expired",
-        "Go back to the application you were using and start again.",
+        _("This sign-in has expired"),
+        _("Go back to the application you were using and start again."),
     )
 
 
@@ -216,7 +251,7 @@ def _reset_ctx(token: str) -> Ctx | Response:
         from ..account.registration import link_error
 
         audit.record_now("password.reset_failed", outcome="failure", reason=type(exc).__name__)
-        return link_error(exc, again=url_for("password.forgot"), again_text="Ask for a new link")
+        return link_error(exc, again=url_for("password.forgot"), again_text=_("Ask for a new link"))
     return Ctx(link.user, None, reset_token=token, reset_link=link)
 
 
@@ -262,15 +297,19 @@ def finish_setup(ctx: Ctx, factor: Factor, amr: tuple[str, ...]) -> Response:
     mfa().added(ctx.user, factor)
     pass_factor(ctx, factor.type, amr, factor.id)
     if ctx.txn is None:
+        if mfa().facts(ctx.user).factor_count == 1:
+            # The first method: recommend a second one and recovery codes right away.
+            return redirect(url_for("mfa.recommend", next="account", added=factor.type))
         return redirect(url_for("account.security", added=factor.type))
+    if f"enrolled:{factor.type}" not in ctx.txn.done:
+        ctx.txn.done.append(f"enrolled:{factor.type}")
+        services().transactions.save(ctx.txn)
     return redirect(ctx.done_url())
 
 
 def locked_page(exc: SecondFactorLocked) -> Response:
     """The page of a paused second-factor step (429 with ``Retry-After``)."""
-    resp = Response(
-        render_template("mfa/locked.html", minutes=max(1, (exc.retry_after + 59) // 60)), status=429
-    )
+    resp = Response(render_template("mfa/locked.html", seconds=exc.retry_after), status=429)
     resp.headers["Retry-After"] = str(exc.retry_after)
     return resp
 
@@ -326,6 +365,8 @@ def render_challenge(ctx: Ctx, kind: str | None, *, error: str | None = None,
             ctx_args=ctx.args,
             purpose=ctx.purpose,
             client_name=ctx.client_name(),
+            stepup_why=ctx.stepup_why(),
+            reset_left_out=ctx.reset_left_out(),
             **(impl.challenge_vars(ctx) if impl is not None else {}),
         ),
         status=status,

@@ -3,22 +3,53 @@ verification path every factor walks."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
+
+from flask_babel import lazy_gettext as _l
 
 from .. import audit, txmemo
+from ..auth.assurance import ACR_LEVELS, FACTOR_LEVELS, level_index, offered_factors
 from ..extensions import db
 from ..models import Factor, User
 from ..models.base import utcnow
 from ..notify import notify
 from ..services import Services
-from .base import FactorType, InvalidResponse, SecondFactorLocked, Verified
+from .base import (
+    FactorType,
+    InvalidResponse,
+    MFAError,
+    SecondFactorLocked,
+    UserNotVerified,
+    Verified,
+)
 from .policy import UserFacts
 from .recovery import RecoveryFactor
 from .totp import TOTPFactor
+from .webauthn import signs_in_alone
 
 # How factor types are presented, in the order set-up and "try another way" list them.
 ORDER = ("webauthn", "push", "totp", "sms", "voice", "email", "recovery")
+
+
+@dataclass(frozen=True)
+class PasskeyPassed:
+    """A sign-in with a passkey alone that verified: its owner, the factor and the RFC
+    8176 values it earned."""
+
+    user: User
+    verified: Verified
+
+
+_E = TypeVar("_E", bound=MFAError)
+
+
+def _owned(exc: _E, factor: Factor | None) -> _E:
+    """*exc* with the id of the user the credential belongs to (None: nobody's), for the
+    audit trail of the sign-in."""
+    exc.user_id = factor.user_id if factor is not None else None  # type: ignore[attr-defined]
+    return exc
 
 
 def build_registry(svc: Services) -> dict[str, FactorType]:
@@ -36,7 +67,8 @@ def build_registry(svc: Services) -> dict[str, FactorType]:
         "sms": SmsFactor(svc),
         "voice": VoiceFactor(svc),
     }
-    return {t: registry[t] for t in ORDER if t in svc.settings.mfa.allowed_factors}
+    offered = offered_factors(svc.settings)
+    return {t: registry[t] for t in ORDER if t in offered}
 
 
 class MFAService:
@@ -59,11 +91,19 @@ class MFAService:
 
     def facts(self, user: User) -> UserFacts:
         active = [f for f in self.factors(user) if f.type in self.registry]
-        return UserFacts(frozenset(f.type for f in active), len(active))
+        offered = user.passkey_offered_at
+        return UserFacts(
+            frozenset(f.type for f in active),
+            len(active),
+            has_passkey=any(signs_in_alone(f) for f in active),
+            passkey_offered_at=int(offered.timestamp()) if offered is not None else None,
+        )
 
     def default_type(self, user: User, allowed: tuple[str, ...] | list[str]) -> str | None:
-        """The user's default factor type among *allowed*, else the most recently used,
-        else the strongest (never recovery codes unless nothing else is left)."""
+        """The user's default factor type among *allowed*: the one the user chose, else
+        the strongest they have (a new passkey becomes the default unless the user
+        chose), the most recently used of equals first; recovery codes only when nothing
+        else is left."""
         active = [f for f in self.factors(user) if f.type in allowed]
         if not active:
             return None
@@ -71,8 +111,12 @@ class MFAService:
             if f.is_default:
                 return f.type
         non_recovery = [f for f in active if f.type != "recovery"] or active
-        used = sorted(non_recovery, key=lambda f: f.last_used_at or f.created_at, reverse=True)
-        return used[0].type
+
+        def rank(f: Factor) -> tuple[int, float]:
+            level = level_index(FACTOR_LEVELS.get(f.type, ACR_LEVELS[0]))
+            return level, (f.last_used_at or f.created_at).timestamp()
+
+        return max(non_recovery, key=rank).type
 
     # -- the shared failure counter (NIST SP 800-63B 5.2.2) -------------------------
     def check_not_locked(self, user: User) -> None:
@@ -94,7 +138,7 @@ class MFAService:
                          seconds=seconds)  # fmt: skip
         db.session.commit()
         if locked:
-            notify(user, "mfa_locked", failures=limit, minutes=max(1, seconds // 60))
+            notify(user, "mfa_locked", failures=limit, seconds=seconds)
 
     # -- the one verification path ---------------------------------------------------
     def verify(
@@ -115,7 +159,7 @@ class MFAService:
             factors = [f for f in self.factors(user) if f.type == factor_type]
         factors = [f for f in factors if f.type == factor_type and f.user_id == user.id]
         if impl is None or not factors:
-            raise InvalidResponse("That sign-in method is not set up.", reason="no such factor")
+            raise InvalidResponse(_l("That sign-in method is not set up."), reason="no such factor")
         self.check_not_locked(user)
         self.svc.mfa_attempts.hit(str(user.id))
         try:
@@ -133,6 +177,58 @@ class MFAService:
             remaining = self.registry["recovery"].remaining(user)  # type: ignore[attr-defined]
             notify(user, "recovery_code_used", remaining=remaining)
         return result
+
+    def passkey_credential_key(self, response: str) -> str:
+        """The credential id of a passkey response (base64url), what its failures are
+        counted under; '' when the response has none that can be read."""
+        impl = self.registry.get("webauthn")
+        if impl is None:
+            return ""
+        return impl.credential_key(response)  # type: ignore[attr-defined]
+
+    def verify_passkey(self, response: str, *, binding: str) -> PasskeyPassed:
+        """A sign-in with a passkey alone (WebAuthn L2 7.2 with an empty allow list): the
+        credential names its user. The challenge issued for *binding* is taken (answered
+        once) -> the credential is looked up (an unknown one costs the same work and gets
+        the same refusal) -> the owner's second-factor lock holds -> verify (a sign-count
+        regression is refused, audited and emailed) -> user verification is required ->
+        success resets the owner's shared failure counter.
+
+        Failures are counted by the caller, per IP and per credential, not on the
+        owner's shared counter: a credential id is no secret, and whoever knows one could
+        otherwise pause the owner's second step from anywhere. A valid assertion without
+        user verification is not a guess: :class:`UserNotVerified`, its new sign count
+        kept.
+
+        Raises :class:`InvalidResponse`, :class:`UserNotVerified` or
+        :class:`SecondFactorLocked`, with ``user_id`` set to the credential's owner (None
+        for a credential registered to nobody)."""
+        impl = self.registry.get("webauthn")
+        if impl is None:
+            raise InvalidResponse(reason="passkeys are not offered here")
+        challenge = impl.take_passkey_challenge(binding=binding)  # type: ignore[attr-defined]
+        factor, raw_id = impl.find_credential(response)  # type: ignore[attr-defined]
+        if challenge is None:
+            raise _owned(InvalidResponse(reason="no pending passkey challenge"), factor)
+        if factor is None:
+            impl.refuse_unknown(response, raw_id, challenge)  # type: ignore[attr-defined]
+        user = db.session.get(User, factor.user_id)
+        try:
+            self.check_not_locked(user)
+        except SecondFactorLocked as exc:
+            raise _owned(exc, factor) from None
+        try:
+            result = impl.verify_passkey(user, factor, response, challenge)  # type: ignore[attr-defined]
+        except InvalidResponse as exc:
+            db.session.rollback()
+            raise _owned(exc, factor) from None
+        if not result.user_verified:
+            db.session.commit()  # the new sign count stands: the assertion was valid
+            raise _owned(UserNotVerified(reason="user not verified"), factor)
+        # The caller audits the sign-in (login.passkey) and commits.
+        user.mfa_failures = 0
+        factor.last_used_at = utcnow()
+        return PasskeyPassed(user, Verified(factor, impl.passkey_amr(result)))  # type: ignore[attr-defined]
 
     # -- changes -------------------------------------------------------------------------
     def added(self, user: User, factor: Factor) -> None:

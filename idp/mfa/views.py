@@ -10,12 +10,16 @@ The factor packages draw their own parts through the hooks of
 from __future__ import annotations
 
 from flask import Response, abort, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from .. import audit
 from ..extensions import db
+from ..i18n import page_locale
 from ..security.ratelimit import RateLimited
 from ..services import services
 from ..web import error_page, limited, too_many, validate_csrf
+from ..wording import duration_words
 from .base import InvalidResponse, SecondFactorLocked
 from .pages import (
     bp,
@@ -71,8 +75,8 @@ def postpone() -> Response:
         audit.record_now("mfa.postpone_refused", outcome="failure", user_id=ctx.user.id)
         return error_page(
             400,
-            "Set-up is required",
-            "A second sign-in step is required now and cannot be postponed.",
+            _("Set-up is required"),
+            _("A second sign-in step is required now and cannot be postponed."),
         )
     ctx.txn.done.append("mfa_postponed")
     services().transactions.save(ctx.txn)
@@ -93,9 +97,10 @@ def setup_factor(kind: str) -> Response:
     if not facts.factor_types and not impl.first_factor:
         return error_page(
             400,
-            "Choose another method first",
-            f"{impl.display_name} can be added once you have another sign-in method.",
-        )
+            _("Choose another method first"),
+            _("%(method)s can be added once you have another sign-in method.",
+              method=impl.display_name),
+        )  # fmt: skip
     if request.method == "POST":
         validate_csrf()
     gate = reauth_needed(ctx)
@@ -161,9 +166,26 @@ def challenge() -> Response:
             service.check_not_locked(ctx.user)
         except SecondFactorLocked as locked:
             return locked_page(locked)
-        return render_challenge(ctx, kind, error=exc.message, status=400)
+        return render_challenge(ctx, kind, error=f"{exc.message}{_attempts_left(ctx)}", status=400)
     pass_factor(ctx, kind, result.amr, result.factor.id)
     return ctx.finish()
+
+
+def _attempts_left(ctx) -> str:
+    """ "2 attempts left: after that, verification is paused for 15 minutes.": said
+    before the lock, not after it (the user has passed the password, so this reveals
+    nothing to a stranger)."""
+    limits = services().settings.mfa
+    left = limits.max_failures - (ctx.user.mfa_failures or 0)
+    if left > 3:
+        return ""
+    pause = duration_words(limits.lockout_seconds, locale=page_locale())
+    return " " + ngettext(
+        "%(num)d attempt left: after that, verification is paused for %(pause)s.",
+        "%(num)d attempts left: after that, verification is paused for %(pause)s.",
+        left,
+        pause=pause,
+    )
 
 
 # -- after the first factor ------------------------------------------------------------
@@ -171,24 +193,40 @@ def challenge() -> Response:
 
 @bp.route("/recommend", methods=["GET", "POST"])
 def recommend() -> Response:
+    """Recommend a second method and recovery codes: after a sign-in with the only
+    factor, right after the first one was set up, and after a recovery code was used
+    (then the lost method may need replacing)."""
     ctx = load_ctx()
     if isinstance(ctx, Response):
         return ctx
-    if ctx.txn is None:
-        return redirect(url_for("account.security"))
-    from ..auth.flow import evaluate
+    facts = mfa().facts(ctx.user)
+    after_recovery = False
+    if ctx.txn is not None:
+        from ..auth.flow import evaluate
 
-    decision = evaluate(ctx.txn)
-    if decision is None or decision.step != "recommend":
-        # Only the recommendation step may be dismissed; anything else goes back to the
-        # step the sign-in is at (nothing is written).
-        return redirect(ctx.done_url())
+        decision = evaluate(ctx.txn)
+        if decision is None or decision.step != "recommend":
+            # Only the recommendation step may be dismissed; anything else goes back to
+            # the step the sign-in is at (nothing is written).
+            return redirect(ctx.done_url())
+        after_recovery = decision.reason == "recovery code used"
+    elif facts.factor_count != 1:
+        return redirect(url_for("account.security"))
     if request.method == "POST":
         validate_csrf()
-        ctx.txn.done.append("recommend_dismissed")
-        services().transactions.save(ctx.txn)
+        if ctx.txn is not None:
+            ctx.txn.done.append("recommend_dismissed")
+            services().transactions.save(ctx.txn)
         audit.record_now("mfa.second_factor_skipped", user_id=ctx.user.id)
         return redirect(ctx.done_url())
-    facts = mfa().facts(ctx.user)
-    choices = offers([t for t in mfa().registry if t not in facts.factor_types])
-    return Response(render_template("mfa/recommend.html", offers=choices, ctx_args=ctx.args))
+    others = [t for t in mfa().registry if after_recovery or t not in facts.factor_types]
+    added_type = request.args.get("added", "")
+    if ctx.txn is not None:
+        # The method this sign-in just set up, if any (the step indicator's last step).
+        enrolled = [d.partition(":")[2] for d in ctx.txn.done if d.startswith("enrolled:")]
+        added_type = enrolled[-1] if enrolled else ""
+    added = mfa().registry.get(added_type)
+    return Response(render_template(
+        "mfa/recommend.html", offers=offers(others), ctx_args=ctx.args,
+        after_recovery=after_recovery, added=added, factor_count=facts.factor_count,
+    ))  # fmt: skip

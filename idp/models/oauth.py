@@ -42,6 +42,23 @@ class OAuthClient(db.Model):
     require_mfa: Mapped[bool] = mapped_column(Boolean, default=False)
     default_acr: Mapped[str | None] = mapped_column(String(200))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # RFC 7591 2: what the sign-in pages show about the application that asks.
+    logo_uri: Mapped[str | None] = mapped_column(Text)
+    client_uri: Mapped[str | None] = mapped_column(Text)
+    policy_uri: Mapped[str | None] = mapped_column(Text)
+    tos_uri: Mapped[str | None] = mapped_column(Text)
+    # OpenID Connect Back-Channel Logout 1.0 section 2.2.
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(Text)
+    backchannel_logout_session_required: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default="0"
+    )
+    # Browser origins allowed to call the token, userinfo, revocation and key endpoints
+    # (CORS); exact origins, never a wildcard.
+    allowed_origins: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    # RFC 7591 2: the client's keys by URL (private_key_jwt), instead of ``jwks``.
+    jwks_uri: Mapped[str | None] = mapped_column(Text)
+    # RFC 9126 6: this client must push its authorization requests.
+    require_par: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     # RFC 7591 dynamic registration: never first party; managed with the RFC 7592
     # registration access token, stored only as its SHA-256.
     registered_dynamically: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
@@ -117,6 +134,8 @@ class AuthorizationCode(db.Model):
     # Ids of the second factors the sign-in used (a removed factor ends what it earned).
     factor_ids: Mapped[list[int] | None] = mapped_column(JSON)
     claims: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # RFC 8707 resource indicators the authorization request named.
+    resources: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -171,6 +190,8 @@ class RefreshToken(db.Model):
     # Granted with offline_access: survives sign-out until revoked. Otherwise the token
     # is bound to its browser session (``sid``) and dies with it (OIDC Core 11).
     offline: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # RFC 8707: the resources this grant covers (a refresh may narrow to one of them).
+    resources: Mapped[list[str] | None] = mapped_column(JSON)
     access_token_jti: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -48,6 +48,10 @@ class User(db.Model):
     role: Mapped[str] = mapped_column(String(16), default="user", server_default="user")
     # Last "set up a second sign-in step" reminder sent from the MFA adoption dashboard.
     mfa_reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The language of the pages, emails and messages (a supported locale, e.g. "es").
+    locale: Mapped[str | None] = mapped_column(String(16))
+    # When the "sign in faster with a passkey" offer was last shown (at most monthly).
+    passkey_offered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -15,6 +15,7 @@ from authlib.oauth2.base import OAuth2Error
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from flask import Response, redirect, render_template, url_for
+from flask_babel import gettext as _
 
 from .. import audit
 from ..auth.flow import PolicyInputs, next_step
@@ -32,6 +33,12 @@ from ..web import (
     current_session,
     current_user,
     parse_json,
+)
+from .resources import (
+    InvalidTarget,
+    allowed_resources,
+    authorization_scope,
+    requested_resources,
 )
 from .tokens import AuthContext, is_id_token_header
 
@@ -77,6 +84,7 @@ class Pending:
     acr_values: tuple[str, ...] = ()
     acr_essential: bool = False
     hinted_sub: str | None = None
+    resources: list[str] = field(default_factory=list)
 
     def fail(self, error: str, description: str) -> AuthorizationError:
         return AuthorizationError(error, description, self.redirect_uri, self.params.get("state"))
@@ -123,11 +131,13 @@ def error_response(oauth: OAuth2Request, err: OAuth2Error) -> Response:
     resp = Response(
         render_template(
             "error.html",
-            title="This sign-in link is not valid",
-            message=(
+            title=_("This sign-in link is not valid"),
+            message=_(
                 "The application that sent you here made a request we cannot accept "
-                f"({err.error}: {err.description or ''}). Go back to the application and try "
-                "again; if it keeps happening, contact its support."
+                "(%(error)s: %(description)s). Go back to the application and try again; if "
+                "it keeps happening, contact its support.",
+                error=err.error,
+                description=err.description or "",
             ),
         ),
         status=400,
@@ -139,11 +149,20 @@ def error_response(oauth: OAuth2Request, err: OAuth2Error) -> Response:
 
 
 def check_request_objects(p: Pending) -> None:
-    """Request objects and dynamic registration by URL are not supported (OIDC Core 6)."""
+    """Request objects and dynamic registration by URL are not supported (OIDC Core 6).
+
+    ``request_uri`` is accepted only as the reference to a pushed authorization request
+    (RFC 9126 4): ``/authorize`` replaces every request that carries one by the pushed
+    parameters before this pipeline runs, and keeps ``request_uri`` among them as the
+    mark of a pushed request (:func:`check_pushed`)."""
+    from .par import REQUEST_URI_PREFIX
+
     if p.params.get("request"):
         raise p.fail("request_not_supported", "Request objects are not supported.")
-    if p.params.get("request_uri"):
-        raise p.fail("request_uri_not_supported", "request_uri is not supported.")
+    request_uri = p.params.get("request_uri")
+    if request_uri and not request_uri.startswith(REQUEST_URI_PREFIX):
+        # A request object by reference (OIDC Core 6.2), not a pushed request.
+        raise p.fail("request_uri_not_supported", "request_uri by reference is not supported.")
     if p.params.get("registration"):
         raise p.fail("registration_not_supported", "registration is not supported.")
 
@@ -227,15 +246,72 @@ def check_id_token_hint(p: Pending) -> None:
     p.hinted_sub = claims["sub"]
 
 
-CHECKS = (check_request_objects, check_prompt, check_max_age, check_acr, check_id_token_hint)
+def check_resources(p: Pending) -> None:
+    """Each ``resource`` is a registered API this client may use (RFC 8707 2.1), else
+    ``invalid_target``; the grant covers those resources and, of the resource scopes
+    asked for, only theirs (:func:`idp.oidc.resources.authorization_scope`).
+
+    The values are kept in the transaction as one space-separated ``resource``
+    parameter (a URI holds no space), so a resumed request names the same ones."""
+    if isinstance(p.oauth, StoredAuthorizationRequest):
+        raw = (p.params.get("resource") or "").split(" ") if "resource" in p.params else []
+    else:
+        raw = list(p.oauth.payload.datalist.get("resource") or [])
+    try:
+        resources = allowed_resources(p.client, requested_resources(raw))
+    except InvalidTarget as exc:
+        raise p.fail("invalid_target", str(exc)) from None
+    p.resources = [r.uri for r in resources]
+    p.params.pop("resource", None)
+    if p.resources:
+        p.params["resource"] = " ".join(p.resources)
+    p.grant.request.scope = authorization_scope(p.grant.request.scope or "", resources)
+    # Read by save_authorization_code (Authlib recomputes request.scope before saving).
+    p.oauth.resources = p.resources
+    p.oauth.granted_scope = p.grant.request.scope
+
+
+def check_pushed(p: Pending) -> None:
+    """A client registered with ``require_pushed_authorization_requests`` sends its
+    authorization requests through ``/par`` first (RFC 9126 6)."""
+    if p.client.require_par and not p.params.get("request_uri"):
+        raise p.fail(
+            "invalid_request",
+            "This application must push its authorization requests to the "
+            "pushed_authorization_request_endpoint first (RFC 9126).",
+        )
+
+
+def validate_pushed(oauth: OAuth2Request) -> None:
+    """The checks of an authorization request, at the time it is pushed (RFC 9126 2.1:
+    the authorization server MUST validate a pushed request as it would an authorization
+    request): Authlib's (client, redirect_uri, response_type, scope, PKCE, nonce) and
+    :data:`CHECKS`, except the one that asks whether it was pushed. Raises the
+    :class:`OAuth2Error` that refuses it."""
+    grant = _server().get_consent_grant(request=oauth, end_user=None)
+    params = dict(oauth.payload.data)
+    p = Pending(oauth, grant, grant.request.client, grant.redirect_uri, params, None)
+    for check in CHECKS:
+        if check is not check_pushed:
+            check(p)
+
+
+CHECKS = (check_request_objects, check_pushed, check_resources, check_prompt, check_max_age,
+          check_acr, check_id_token_hint)  # fmt: skip
 
 
 # -- the pipeline ------------------------------------------------------------
 
 
-def _start_txn(p: Pending, inputs: PolicyInputs) -> Transaction:
+def _start_txn(p: Pending, inputs: PolicyInputs, *, reauth: bool = False) -> Transaction:
+    """The sign-in transaction of this request, created at its first page. *reauth*: the
+    browser's sign-in was too old for the request's ``max_age`` (OIDC Core 3.1.2.1), so
+    the application is asking again, and the pages say so (:mod:`idp.mfa.pages`)."""
     if p.txn is None:
-        p.txn = services().transactions.create(dict(p.params), browser_id(), inputs.to_dict())
+        policy = inputs.to_dict()
+        if reauth:
+            policy["reauth"] = True
+        p.txn = services().transactions.create(dict(p.params), browser_id(), policy)
     return p.txn
 
 
@@ -285,6 +361,7 @@ STEP_PAGES = {
     "enroll": "mfa.setup",
     "challenge": "mfa.challenge",
     "recommend": "mfa.recommend",
+    "offer_passkey": "mfa.passkey_offer",
 }
 
 
@@ -298,7 +375,8 @@ def _decide(p: Pending) -> Response:
             if decision.step in ("login", "challenge"):
                 raise p.fail("login_required", "The user must sign in.")
             raise p.fail("interaction_required", "The user must set up a second factor.")
-        txn = _start_txn(p, inputs)
+        reauth = decision.step == "login" and decision.reason == "max_age"
+        txn = _start_txn(p, inputs, reauth=reauth)
         allow_form_action(p.redirect_uri)
         return redirect(url_for(STEP_PAGES[decision.step], txn=txn.id))
     if decision.step == "unmet":
@@ -331,12 +409,13 @@ def _decide(p: Pending) -> Response:
         return Response(
             render_template(
                 "error.html",
-                title="This sign-in is already complete",
-                message="Go back to the application you were using.",
+                title=_("This sign-in is already complete"),
+                message=_("Go back to the application you were using."),
             ),
             status=409,
         )
     resp = _server().create_authorization_response(request=p.oauth, grant_user=user, grant=p.grant)
+    svc.sessions.note_client(session, p.client.client_id)
     audit.record_now(
         "authorization.granted",
         user_id=user.id,

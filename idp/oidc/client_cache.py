@@ -67,6 +67,11 @@ class ClientCache:
             g.client_generation = value
         return value
 
+    def generation(self) -> bytes | None:
+        """The current generation (changes whenever a client changes), or None when
+        nothing may be remembered (not enabled, or the store cannot be read)."""
+        return self._generation() if self.enabled else None
+
     def get(self, client_id: str, load: Callable[[], OAuthClient | None]) -> OAuthClient | None:
         """The client *client_id*: a remembered copy if still current, else ``load()``."""
         if not self.enabled:

@@ -37,6 +37,7 @@ from ..security.crypto import equal, hash_token
 from ..services import services
 from ..web import JSONRefused, JSONTooDeep, request_json
 from .clients import (
+    INFO_URIS,
     ClientValidationError,
     check_redirect_uri,
     create_client,
@@ -44,19 +45,24 @@ from .clients import (
     normalize_metadata,
     update_client,
 )
+from .server import safe_error_description
 
 bp = Blueprint("registration", __name__)
 
 # Metadata a client may send that the provider stores or checks (RFC 7591 2, OIDC
 # Dynamic Client Registration 1.0 section 2); anything else is ignored (RFC 7591 2).
 _LIST_FIELDS = ("redirect_uris", "post_logout_redirect_uris", "grant_types", "response_types",
-                "default_acr_values")  # fmt: skip
+                "default_acr_values", "allowed_origins")  # fmt: skip
+# Boolean metadata: OpenID Connect Back-Channel Logout 1.0 2.2 and RFC 9126 6.
+_FLAGS = ("backchannel_logout_session_required", "require_pushed_authorization_requests")
 _READ_ONLY = ("registration_access_token", "registration_client_uri",
               "client_secret_expires_at", "client_id_issued_at")  # fmt: skip
 
 
 class RegistrationError(Exception):
     def __init__(self, error: str, description: str, status: int = 400):
+        # RFC 7591 3.2.2: a human-readable ASCII description (same characters as RFC 6749).
+        description = safe_error_description(description)
         super().__init__(description)
         self.error, self.description, self.status = error, description, status
 
@@ -123,13 +129,18 @@ def _metadata(data: dict[str, Any]) -> dict[str, Any]:
     """RFC 7591 metadata -> arguments of :func:`create_client`, validated."""
     for field in _LIST_FIELDS:
         _strings(data, field)
-    for field in ("client_name", "scope", "token_endpoint_auth_method"):
+    for field in ("client_name", "scope", "token_endpoint_auth_method", *INFO_URIS):
         if field in data and not isinstance(data[field], str):
             raise RegistrationError("invalid_client_metadata", f"{field} must be a string.")
-    if "jwks_uri" in data:
-        raise RegistrationError(
-            "invalid_client_metadata", "jwks_uri is not supported; send the keys in jwks."
-        )
+    for field in ("jwks_uri", "backchannel_logout_uri"):
+        if field in data and not isinstance(data[field], str):
+            raise RegistrationError("invalid_client_metadata", f"{field} must be a string.")
+    for field in _FLAGS:
+        if field in data and not isinstance(data[field], bool):
+            raise RegistrationError("invalid_client_metadata", f"{field} must be true or false.")
+    if "jwks" in data and "jwks_uri" in data:
+        # RFC 7591 2: "The jwks_uri and jwks parameters MUST NOT both be present".
+        raise RegistrationError("invalid_client_metadata", "Send jwks or jwks_uri, not both.")
     if "jwks" in data and not isinstance(data["jwks"], dict):
         raise RegistrationError("invalid_client_metadata", "jwks must be a JSON Web Key Set.")
     redirect_uris = _strings(data, "redirect_uris") or []
@@ -158,6 +169,19 @@ def _metadata(data: dict[str, Any]) -> dict[str, Any]:
         "grant_types": grant_types,
         "scope": data.get("scope", "openid profile email"),
         "jwks": data.get("jwks"),
+        # RFC 7591 2: shown on the sign-in pages (logo, home page, policy, terms).
+        **{key: data.get(key) for key in INFO_URIS},
+        "jwks_uri": data.get("jwks_uri"),
+        # OpenID Connect Back-Channel Logout 1.0 2.2.
+        "backchannel_logout_uri": data.get("backchannel_logout_uri"),
+        "backchannel_logout_session_required": data.get(
+            "backchannel_logout_session_required", False
+        ),
+        # An extension of this provider: the browser origins allowed to call the token,
+        # revocation, PAR and userinfo endpoints (CORS; docs/APIS.md).
+        "allowed_origins": _strings(data, "allowed_origins") or [],
+        # RFC 9126 6.
+        "require_par": data.get("require_pushed_authorization_requests", False),
     }
     try:
         normalize_metadata(**metadata)
@@ -187,6 +211,17 @@ def _response(client: OAuthClient, *, secret: str | None, rat: str | None) -> di
     }
     if client.jwks:
         body["jwks"] = client.jwks
+    for key in INFO_URIS:
+        if getattr(client, key):
+            body[key] = getattr(client, key)
+    if client.jwks_uri:
+        body["jwks_uri"] = client.jwks_uri
+    if client.backchannel_logout_uri:
+        body["backchannel_logout_uri"] = client.backchannel_logout_uri
+        body["backchannel_logout_session_required"] = client.backchannel_logout_session_required
+    if client.allowed_origins:
+        body["allowed_origins"] = client.allowed_origins
+    body["require_pushed_authorization_requests"] = client.require_par
     if client.default_acr:
         body["default_acr_values"] = [client.default_acr]
     if secret:

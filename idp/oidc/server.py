@@ -30,7 +30,7 @@ from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core.grants import OpenIDCode
 from authlib.oidc.core.grants.util import validate_nonce
-from flask import Flask
+from flask import Flask, g
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -38,15 +38,20 @@ from sqlalchemy import update
 
 from .. import audit, txmemo
 from ..extensions import db
+from ..groups import group_names
 from ..models import AuthorizationCode, OAuthClient, User
 from ..models.base import utcnow
 from ..security.crypto import hash_token, random_token
 from ..services import services
 from ..web import parse_json
+from .claims import id_token_claims, id_token_request
 from .client_cache import client_cache
+from .resources import OIDC_SCOPES, InvalidTarget, Target, choose_target, requested_resources
 from .tokens import AuthContext, TokenService
 
-SCOPES_SUPPORTED = ["openid", "profile", "email", "phone", "offline_access"]
+#: The OpenID Connect scopes; registered API resources add their own
+#: (:func:`idp.oidc.resources.supported_scopes`).
+SCOPES_SUPPORTED = list(OIDC_SCOPES)
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 
 
@@ -80,51 +85,88 @@ def query_client(client_id: str | None) -> OAuthClient | None:
     return client
 
 
+def _id_token_request(raw: Any) -> dict[str, list[str]] | None:
+    """What the authorization code keeps of the ``claims`` parameter (OIDC Core 5.5)."""
+    names = id_token_request(raw if isinstance(raw, str) else None)
+    return {"id_token": names} if names else None
+
+
+class InvalidTargetError(OAuth2Error):
+    """RFC 8707 2: the requested resource is invalid, unknown, not allowed or not granted."""
+
+    error = "invalid_target"
+
+
+def token_target(client: OAuthClient, request, **kwargs: Any) -> Target:
+    """The audience and scope of the access token this token request gets
+    (:func:`idp.oidc.resources.choose_target`), from its ``resource`` values."""
+    try:
+        values = requested_resources(request.payload.datalist.get("resource") or [])
+        return choose_target(client, requested=values, **kwargs)
+    except InvalidTarget as exc:
+        raise InvalidTargetError(str(exc)) from None
+
+
 def _token_response(
     client: OAuthClient,
     user: User | None,
-    scope: str,
     ctx: AuthContext,
     *,
+    access: Target,
+    grant_scope: str,
     refresh: bool,
+    id_scope: str | None = None,
+    resources: list[str] | None = None,
     nonce: str | None = None,
     family_id: str | None = None,
     code: AuthorizationCode | None = None,
     refresh_expires_at=None,
-    id_token: bool = True,
     jti: str | None = None,
+    id_claims: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The token response. A refresh token is offline (survives sign-out) only when
-    ``offline_access`` is in the granted scope; otherwise it is bound to ``ctx.sid``
-    (OpenID Connect Core 11)."""
+    """The token response: an access token for *access* (its audience and scope), and
+    for a user a refresh token bound to the whole grant (*grant_scope*, *resources*;
+    RFC 6749 6, RFC 8707 2.2) and an ID token when *id_scope* holds ``openid`` (with
+    the user claims *id_claims* the ``claims`` parameter asked for, OIDC Core 5.5).
+
+    A refresh token is offline (survives sign-out) only when ``offline_access`` is in
+    the granted scope; otherwise it is bound to ``ctx.sid`` (OpenID Connect Core 11)."""
     ts = TokenService(services())
-    access, jti, expires_in = ts.access_token(client, user, scope, ctx, jti=jti)
+    access_token, jti, expires_in = ts.access_token(
+        client, user, access.scope, ctx, jti=jti, audience=access.audience
+    )
     body: dict[str, Any] = {
-        "access_token": access,
+        "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": expires_in,
-        "scope": scope,
+        "scope": access.scope,
     }
     if user is not None and refresh and client.check_grant_type("refresh_token"):
         body["refresh_token"] = ts.new_refresh_token(
             client,
             user,
-            scope,
+            grant_scope,
             ctx,
             access_token_jti=jti,
             family_id=family_id,
             code_id=code.id if code else None,
             expires_at=refresh_expires_at,
-            offline="offline_access" in scope.split(),
+            offline="offline_access" in grant_scope.split(),
+            resources=resources,
         )
-    if user is not None and id_token and "openid" in scope.split():
-        body["id_token"] = ts.id_token(client, user, ctx, nonce=nonce, access_token=access)
+    if user is not None and id_scope is not None and "openid" in id_scope.split():
+        groups = group_names(user.id) if "groups" in id_scope.split() else None
+        body["id_token"] = ts.id_token(
+            client, user, ctx, nonce=nonce, access_token=access_token, groups=groups,
+            requested=id_token_claims(user, id_scope, id_claims),
+        )  # fmt: skip
     audit.record(
         "token.issued",
         user_id=user.id if user else None,
         client_id=client.client_id,
         jti=jti,
-        scope=scope,
+        scope=access.scope,
+        resource=access.resource,
         refresh="refresh_token" in body,
     )
     return body
@@ -190,7 +232,9 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 client_id=request.client.client_id,
                 user_id=request.user.id,
                 redirect_uri=request.payload.redirect_uri,
-                scope=request.scope,
+                # The scope the pipeline granted: resource scopes only with their
+                # resource (idp.oidc.resources.authorization_scope).
+                scope=getattr(request, "granted_scope", None) or request.scope,
                 nonce=data.get("nonce"),
                 code_challenge=data.get("code_challenge"),
                 code_challenge_method=data.get("code_challenge_method"),
@@ -199,6 +243,10 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 amr=list(ctx.amr),
                 sid=ctx.sid,
                 factor_ids=list(ctx.factor_ids),
+                # RFC 8707 2.1: the resources of the request (set by the pipeline).
+                resources=list(getattr(request, "resources", None) or []) or None,
+                # OIDC Core 5.5: the claims asked for by name in the ID token.
+                claims=_id_token_request(data.get("claims")),
                 expires_at=utcnow() + timedelta(seconds=svc.settings.tokens.code_ttl),
             )
         )
@@ -249,6 +297,12 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def create_token_response(self):
         code: AuthorizationCode = self.request.authorization_code
+        # RFC 8707 2.2: a resource narrows this token to one of the code's resources;
+        # checked before the code is burned, so a wrong resource does not waste it.
+        target = token_target(
+            self.request.client, self.request,
+            granted_scope=code.scope, granted_resources=code.resources or [],
+        )  # fmt: skip
         # Atomic single use (RFC 6749 4.1.2): exactly one request flips used_at. The jti
         # of the access token about to be issued is recorded by the same statement, so
         # a replay of the code can revoke it.
@@ -272,13 +326,19 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         body = _token_response(
             self.request.client,
             user,
-            code.scope,
             ctx,
+            access=target,
+            grant_scope=code.scope,
+            resources=code.resources,
             refresh=True,
+            id_scope=code.scope,
             nonce=code.nonce,
             code=code,
             jti=jti,
+            id_claims=(code.claims or {}).get("id_token"),
         )
+        # Back-Channel Logout 1.0: this client now holds tokens of the session code.sid.
+        services().backchannel.record(code.sid, self.request.client, user)
         db.session.commit()
         return 200, body, self.TOKEN_RESPONSE_HEADER
 
@@ -348,7 +408,14 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         user = self.authenticate_user(old)
         if user is None:
             raise InvalidGrantError("The user of this refresh token cannot sign in.")
-        scope = self.request.payload.scope or old.scope
+        requested_scope = self.request.payload.scope or None
+        # RFC 8707 2.2: a resource narrows the access token to one of the grant's
+        # resources; the new refresh token keeps the whole grant (RFC 6749 6: the same
+        # scope; RFC 8707 2.2: bound to the full original grant).
+        target = token_target(
+            self.request.client, self.request, granted_scope=old.scope,
+            granted_resources=old.resources or [], requested_scope=requested_scope,
+        )  # fmt: skip
         rotated = db.session.execute(
             update(type(old))
             .where(
@@ -367,9 +434,12 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         body = _token_response(
             self.request.client,
             user,
-            scope,
             ctx,
+            access=target,
+            grant_scope=old.scope,
+            resources=old.resources,
             refresh=True,
+            id_scope=requested_scope or old.scope,
             family_id=old.family_id,
             refresh_expires_at=old.expires_at,
         )
@@ -380,17 +450,30 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]  # noqa: RUF012
 
+    """Client credentials (RFC 6749 4.4). There is no user, so a token never carries an
+    OpenID Connect scope (they are about a user: asking for one is ``invalid_scope``);
+    with ``resource`` it is a token for that API with the API's scopes the client is
+    allowed (RFC 8707 2.2), without it a token for the client itself with no scope."""
+
     def validate_token_request(self):
         super().validate_token_request()
         scope = self.request.payload.scope or ""
-        if "openid" in scope.split():
-            raise InvalidScopeError("'openid' cannot be requested without a user.")
+        user_scope = next((s for s in scope.split() if s in OIDC_SCOPES), None)
+        if user_scope is not None:
+            raise InvalidScopeError(
+                f"'{user_scope}' is about a user; the client credentials grant has none."
+            )
 
     def create_token_response(self):
         client = self.request.client
-        scope = client.get_allowed_scope(self.request.payload.scope or client.scope)
-        scope = " ".join(s for s in scope.split() if s not in ("openid", "offline_access"))
-        body = _token_response(client, None, scope, AuthContext(), refresh=False, id_token=False)
+        granted = " ".join(s for s in client.scope.split() if s not in OIDC_SCOPES)
+        target = token_target(
+            client, self.request, granted_scope=granted, granted_resources=None,
+            requested_scope=self.request.payload.scope or None,
+        )  # fmt: skip
+        body = _token_response(
+            client, None, AuthContext(), access=target, grant_scope=target.scope, refresh=False
+        )
         db.session.commit()
         return 200, body, self.TOKEN_RESPONSE_HEADER
 
@@ -436,23 +519,47 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         parts = assertion.split(".") if isinstance(assertion, str) else []
         if len(parts) != 3:
             raise InvalidClientError(description="Invalid JWT assertion.")
+        decoded = []
         for part in parts[:2]:
             try:
-                parse_json(urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+                decoded.append(parse_json(urlsafe_b64decode(part + "=" * (-len(part) % 4))))
             except (binascii.Error, ValueError):  # JSONRefused is a ValueError
                 raise InvalidClientError(description="Invalid JWT assertion.") from None
+        # The key id, for a client whose keys come from its jwks_uri (fetched again, at
+        # most once a minute, when it names a key the kept set lacks).
+        kid = decoded[0].get("kid") if isinstance(decoded[0], dict) else None
+        g.client_assertion_kid = kid if isinstance(kid, str) else None
         return super().extract_assertion(assertion)
 
     def resolve_client_public_key(self, client: OAuthClient) -> KeySet:
-        """The client's registered JWKS (OIDC Core 9: the client's registered public
-        keys). A client that registered none, or that authenticates by another method,
-        cannot be named by an assertion."""
-        if client.token_endpoint_auth_method != self.CLIENT_AUTH_METHOD or not client.jwks:
+        """The client's registered JWKS, or the one at its ``jwks_uri`` (OIDC Core 9:
+        the client's registered public keys; RFC 7591 2; :mod:`.client_keys`). A client
+        that registered neither, or that authenticates by another method, cannot be
+        named by an assertion."""
+        if client.token_endpoint_auth_method != self.CLIENT_AUTH_METHOD or not (
+            client.jwks or client.jwks_uri
+        ):
             raise InvalidClientError(
                 description=f"The client cannot authenticate with method: {self.CLIENT_AUTH_METHOD}"
             )
+        jwks = client.jwks
+        if client.jwks_uri:
+            from .client_keys import ClientKeys, ClientKeysUnavailable
+
+            svc = services()
+            try:
+                jwks = ClientKeys(svc.store, svc.settings).key_set(
+                    client.client_id, client.jwks_uri, g.get("client_assertion_kid")
+                )
+            except ClientKeysUnavailable as exc:
+                logging.getLogger(__name__).warning(
+                    "client %s: no keys from its jwks_uri: %s", client.client_id, exc
+                )
+                raise InvalidClientError(
+                    description="The client's keys could not be fetched from its jwks_uri."
+                ) from None
         try:
-            keys = KeySet.import_key_set(client.jwks)
+            keys = KeySet.import_key_set(jwks)
         except (JoseError, ValueError, TypeError, KeyError):
             logging.getLogger(__name__).warning(
                 "client %s: its registered JWKS cannot be read", client.client_id
@@ -573,6 +680,9 @@ def create_authorization_server(app: Flask) -> AuthorizationServer:
     server.register_client_auth_method("client_secret_basic", authenticate_client_secret_basic)
     server.register_client_auth_method(
         PrivateKeyJWT.CLIENT_AUTH_METHOD,
-        PrivateKeyJWT([issuer, f"{issuer}/token", f"{issuer}/introspect", f"{issuer}/revoke"]),
+        # RFC 9126 2: the PAR endpoint's URL is an audience too.
+        PrivateKeyJWT(
+            [issuer, f"{issuer}/token", f"{issuer}/introspect", f"{issuer}/revoke", f"{issuer}/par"]
+        ),
     )
     return server

@@ -84,15 +84,20 @@ class TokenService:
         ctx: AuthContext,
         *,
         jti: str | None = None,
+        audience: str | None = None,
     ) -> tuple[str, str, int]:
-        """Return (token, jti, expires_in); *jti* when the caller already recorded it."""
+        """Return (token, jti, expires_in); *jti* when the caller already recorded it.
+
+        ``aud`` is *audience*: a resource URI for a token meant for an API (RFC 8707
+        2.2, RFC 9068 3), by default the client itself; ``client_id`` always names the
+        client the token was issued to (RFC 9068 2.2)."""
         now = int(time.time())
         ttl = self.settings.tokens.access_token_ttl
         jti = jti or self.new_jti()
         claims: dict[str, Any] = {
             "iss": self.settings.issuer,
             "sub": user.sub if user else client.client_id,
-            "aud": client.client_id,
+            "aud": audience or client.client_id,
             "client_id": client.client_id,
             "iat": now,
             "exp": now + ttl,
@@ -122,7 +127,15 @@ class TokenService:
         *,
         nonce: str | None,
         access_token: str | None,
+        groups: list[str] | None = None,
+        requested: dict[str, Any] | None = None,
     ) -> str:
+        """The ID token: who signed in and how (OIDC Core 2), ``at_hash`` of the access
+        token issued with it (3.1.3.6) and, when the ``groups`` scope was granted, the
+        names of the user's groups (*groups*). Profile and email claims are released at
+        the userinfo endpoint (OIDC Core 5.4), and here only when the ``claims``
+        parameter asked for them (*requested*, :func:`idp.oidc.claims.id_token_claims`;
+        OIDC Core 5.5)."""
         now = int(time.time())
         claims: dict[str, Any] = {
             "iss": self.settings.issuer,
@@ -136,6 +149,10 @@ class TokenService:
             claims["nonce"] = nonce
         if access_token:
             claims["at_hash"] = half_hash(access_token, self.svc.keys.alg)
+        if groups is not None:
+            claims["groups"] = groups
+        for name, value in (requested or {}).items():
+            claims.setdefault(name, value)
         return self.svc.keys.sign_jwt(claims)
 
     # -- refresh tokens ---------------------------------------------------------
@@ -151,11 +168,14 @@ class TokenService:
         code_id: int | None = None,
         expires_at=None,
         offline: bool = False,
+        resources: list[str] | None = None,
     ) -> str:
         """Create a refresh token row (the token itself is returned, only its hash is kept).
 
         *offline* (``offline_access`` was granted) lets it outlive the browser session;
-        otherwise it is bound to ``ctx.sid`` and dies with that session (OIDC Core 11)."""
+        otherwise it is bound to ``ctx.sid`` and dies with that session (OIDC Core 11).
+        *resources* are the RFC 8707 resources of the grant, to which a refresh may
+        narrow an access token."""
         token = secrets.token_urlsafe(32)
         db.session.add(
             RefreshToken(
@@ -171,6 +191,7 @@ class TokenService:
                 sid=ctx.sid,
                 factor_ids=list(ctx.factor_ids),
                 offline=offline,
+                resources=list(resources) if resources else None,
                 access_token_jti=access_token_jti,
                 expires_at=expires_at
                 or utcnow() + timedelta(seconds=self.settings.tokens.refresh_token_ttl),

@@ -17,11 +17,14 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from .. import audit
-from ..auth.assurance import reachable
+from ..auth.assurance import offered_factors, reachable
 from ..auth.transaction import Transaction
 from ..extensions import db
+from ..i18n import SUPPORTED
 from ..keys import TokenVerificationError
 from ..models import Consent, OAuthClient, User
 from ..services import services
@@ -35,22 +38,32 @@ from ..web import (
     validate_csrf,
 )
 from . import authorize as pipeline
-from .server import AUTH_METHODS, SCOPES_SUPPORTED, query_client
+from .claims import user_claims
+from .resources import (
+    InvalidTarget,
+    allowed_resources,
+    authorization_scope,
+    scope_catalog,
+    serves_audience,
+    supported_scopes,
+)
+from .server import AUTH_METHODS, query_client
 from .tokens import TokenService, is_id_token_header
 
 bp = Blueprint("oidc", __name__)
 
 SCOPE_DESCRIPTIONS = {
-    "openid": "Know who you are (a stable identifier for your account)",
-    "profile": "Your name",
-    "email": "Your email address",
-    "phone": "Your phone number",
-    "offline_access": "Stay connected when you are not signed in",
+    "openid": _l("Know who you are (a stable identifier for your account)"),
+    "profile": _l("Your name"),
+    "email": _l("Your email address"),
+    "phone": _l("Your phone number"),
+    "offline_access": _l("Stay connected when you are not signed in"),
+    "groups": _l("The groups you belong to"),
 }
 CLAIMS_SUPPORTED = [
     "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "at_hash",
     "name", "given_name", "family_name", "updated_at", "email", "email_verified",
-    "phone_number", "phone_number_verified",
+    "phone_number", "phone_number_verified", "groups",
 ]  # fmt: skip
 
 
@@ -71,7 +84,7 @@ def _json_error(status: int, error: str, description: str, **headers: str) -> Re
 
 def achievable_acr_values() -> list[str]:
     """acr values this deployment can actually reach with the factors it offers."""
-    return reachable(services().settings.mfa.allowed_factors)
+    return reachable(offered_factors(services().settings))
 
 
 @bp.get("/.well-known/openid-configuration")
@@ -90,7 +103,8 @@ def discovery() -> Response:
         "introspection_endpoint": f"{iss}/introspect",
         "revocation_endpoint": f"{iss}/revoke",
         "registration_endpoint": f"{iss}/connect/register",  # RFC 7591 / RFC 8414 2
-        "scopes_supported": SCOPES_SUPPORTED,
+        # OIDC scopes, then the scopes of the registered APIs (RFC 8707 resources).
+        "scopes_supported": supported_scopes(),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
@@ -108,13 +122,19 @@ def discovery() -> Response:
         "acr_values_supported": achievable_acr_values(),
         "prompt_values_supported": sorted(pipeline.PROMPT_VALUES),
         "display_values_supported": ["page"],
-        "ui_locales_supported": ["en"],
+        "ui_locales_supported": list(SUPPORTED),  # idp.i18n: the pages' languages
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "require_request_uri_registration": False,
         "authorization_response_iss_parameter_supported": True,
         "frontchannel_logout_supported": False,
-        "backchannel_logout_supported": False,
+        # OpenID Connect Back-Channel Logout 1.0 2.1: logout tokens carry sid.
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
+        # RFC 9126 5: pushed authorization requests, optional unless a client requires
+        # them (its require_pushed_authorization_requests).
+        "pushed_authorization_request_endpoint": f"{iss}/par",
+        "require_pushed_authorization_requests": False,
     }
     resp = jsonify(meta)
     resp.headers["Cache-Control"] = "public, max-age=300"
@@ -133,8 +153,33 @@ def jwks() -> Response:
 
 @bp.route("/authorize", methods=["GET", "POST"])
 def authorize() -> Response:
-    """Authorization endpoint, GET and POST (OIDC Core 3.1.2.1)."""
-    return pipeline.run(_server().create_oauth2_request(request))
+    """Authorization endpoint, GET and POST (OIDC Core 3.1.2.1); with ``request_uri``,
+    the request pushed to ``/par`` (RFC 9126 4; its other parameters are ignored)."""
+    from .par import REQUEST_URI_PREFIX, PushedRequestError, take
+
+    request_uri = request.values.get("request_uri")
+    if request_uri is None or not request_uri.startswith(REQUEST_URI_PREFIX):
+        # Not a pushed request: a request_uri by reference is refused by the pipeline
+        # with request_uri_not_supported, to the client's redirect URI.
+        return pipeline.run(_server().create_oauth2_request(request))
+
+    client_id = request.values.get("client_id")
+    try:
+        params = take(request_uri, client_id)
+    except PushedRequestError as exc:
+        # No redirect: without the pushed parameters there is no validated redirect_uri.
+        audit.record_now("authorization.refused", outcome="failure",
+                         client_id=(client_id or "")[:64] or None,
+                         error="invalid_request_uri")  # fmt: skip
+        return error_page(
+            400,
+            _("This sign-in link is not valid"),
+            _(
+                "%(reason)s Go back to the application you were using and start again.",
+                reason=exc,
+            ),
+        )
+    return pipeline.run(pipeline.StoredAuthorizationRequest(params))
 
 
 def continue_authorization(txn: Transaction) -> Response:
@@ -154,10 +199,38 @@ def resume() -> Response:
     if txn is None:
         return error_page(
             400,
-            "This sign-in has expired",
-            "Go back to the application you were using and start again.",
+            _("This sign-in has expired"),
+            _("Go back to the application you were using and start again."),
         )
     return continue_authorization(txn)
+
+
+@bp.post("/authorize/cancel")
+def cancel() -> Response:
+    """The user leaves a sign-in before it is complete ("Cancel and go back" on the
+    sign-in, set-up and challenge pages): the transaction ends and the application gets
+    ``access_denied`` at its registered redirect URI, with its ``state`` (RFC 6749
+    4.1.2.1; OIDC Core 3.1.2.6). The browser session, if any, is left as it is."""
+    validate_csrf()
+    svc = services()
+    txn = svc.transactions.get(request.form.get("txn"), browser_id())
+    if txn is None:
+        return error_page(
+            400, _("This sign-in has expired"), _("Go back to the application you were using.")
+        )
+    oauth = pipeline.StoredAuthorizationRequest(txn.params)
+    svc.transactions.finish(txn)
+    user = current_user()
+    audit.record_now("authorization.cancelled", user_id=user.id if user else None,
+                     client_id=txn.params.get("client_id"))  # fmt: skip
+    err = pipeline.AuthorizationError(
+        "access_denied",
+        "The user cancelled the sign-in.",
+        txn.params.get("redirect_uri"),
+        state=txn.params.get("state"),
+    )
+    allow_form_action(txn.params.get("redirect_uri", ""))
+    return pipeline.with_iss(_server().handle_error_response(oauth, err))
 
 
 @bp.route("/consent", methods=["GET", "POST"])
@@ -168,11 +241,15 @@ def consent() -> Response:
     user = current_user()
     if txn is None or user is None:
         return error_page(
-            400, "This sign-in has expired", "Go back to the application and start again."
+            400,
+            _("This sign-in has expired"),
+            _("Go back to the application and start again."),
         )
     client = query_client(txn.params.get("client_id"))
     if client is None:
-        return error_page(400, "Unknown application", "This application is no longer registered.")
+        return error_page(
+            400, _("Unknown application"), _("This application is no longer registered.")
+        )
     from ..auth.flow import evaluate
 
     decision = evaluate(txn)
@@ -184,16 +261,21 @@ def consent() -> Response:
                          client_id=client.client_id,
                          reason=decision.step if decision else "no client")  # fmt: skip
         return redirect(url_for("oidc.resume", txn=txn.id))
-    scope = client.get_allowed_scope(txn.params.get("scope"))
+    # The same scope the authorization pipeline grants: resource scopes only with their
+    # resource (idp.oidc.resources.authorization_scope).
+    try:
+        resources = allowed_resources(client, (txn.params.get("resource") or "").split())
+    except InvalidTarget:
+        # The API was removed, or taken from the client, since the request began: the
+        # pipeline answers the client with invalid_target.
+        return redirect(url_for("oidc.resume", txn=txn.id))
+    scope = authorization_scope(client.get_allowed_scope(txn.params.get("scope")), resources)
     allow_form_action(txn.params.get("redirect_uri", ""))
     if request.method in ("GET", "HEAD"):
+        standard, apis = consent_scopes(scope)
         return Response(
             render_template(
-                "consent.html",
-                client=client,
-                txn=txn,
-                scopes=[(s, SCOPE_DESCRIPTIONS.get(s, s)) for s in scope.split()],
-                user=user,
+                "consent.html", client=client, txn=txn, scopes=standard, apis=apis, user=user
             )
         )
     validate_csrf()
@@ -222,13 +304,32 @@ def consent() -> Response:
     return pipeline.run(oauth, txn)
 
 
+def consent_scopes(scope: str) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
+    """What the consent page lists: the OpenID Connect scopes in words, then each API
+    (RFC 8707 resource) with the descriptions of its requested scopes."""
+    catalog = scope_catalog(scope.split())
+    standard = [(s, str(SCOPE_DESCRIPTIONS.get(s, s))) for s in scope.split() if s not in catalog]
+    apis: dict[str, dict[str, Any]] = {}
+    for name in scope.split():
+        if name in catalog:
+            resource, description = catalog[name]
+            api = apis.setdefault(
+                resource.uri, {"name": resource.name, "uri": resource.uri, "scopes": []}
+            )
+            api["scopes"].append((name, description or name))
+    return standard, list(apis.values())
+
+
 # -- token endpoint ------------------------------------------------------------
 
 
 @bp.post("/token")
 def token() -> Response:
     """Token endpoint (RFC 6749 3.2; OIDC Core 3.1.3)."""
-    repeated = next((k for k in request.form if len(request.form.getlist(k)) > 1), None)
+    # RFC 8707 2.2 lets resource repeat; the grant answers that with invalid_target.
+    repeated = next(
+        (k for k in request.form if k != "resource" and len(request.form.getlist(k)) > 1), None
+    )
     if repeated is not None:
         # RFC 6749 3.2: parameters MUST NOT be included more than once (5.2).
         resp = _json_error(400, "invalid_request", f"Repeated parameter {repeated[:40]!r}.")
@@ -275,24 +376,6 @@ def _bearer_token() -> tuple[str | None, Response | None]:
             **{"WWW-Authenticate": 'Bearer realm="userinfo"'},
         )
     return tok, None
-
-
-def user_claims(user: User, scope: str) -> dict[str, Any]:
-    """Standard claims released by scope (OIDC Core 5.4)."""
-    scopes = set(scope.split())
-    claims: dict[str, Any] = {"sub": user.sub}
-    if "profile" in scopes:
-        for key in ("name", "given_name", "family_name"):
-            if getattr(user, key):
-                claims[key] = getattr(user, key)
-        claims["updated_at"] = int(user.updated_at.timestamp())
-    if "email" in scopes:
-        claims["email"] = user.email
-        claims["email_verified"] = bool(user.email_verified)
-    if "phone" in scopes and user.phone_number:
-        claims["phone_number"] = user.phone_number
-        claims["phone_number_verified"] = bool(user.phone_number_verified)
-    return claims
 
 
 @bp.route("/userinfo", methods=["GET", "POST"])
@@ -342,8 +425,11 @@ def _authenticate_client(
 
 @bp.post("/introspect")
 def introspect() -> Response:
-    """Token introspection (RFC 7662). Only the client a token was issued to may
-    introspect it; anything else is simply inactive (RFC 7662 2.2)."""
+    """Token introspection (RFC 7662). An access token may be introspected by the client
+    it was issued to and by the resource server whose API it is for (the client named
+    by the resource whose URI is in its ``aud``: RFC 7662 2.1, RFC 8707); a refresh
+    token only by its own client. For anyone else the token is simply inactive
+    (RFC 7662 2.2)."""
     client, err = _authenticate_client(AUTH_METHODS[:-1], "introspection")
     if err is not None:
         return err
@@ -354,7 +440,10 @@ def introspect() -> Response:
     hint = request.form.get("token_type_hint")
     body: dict[str, Any] = {"active": False}
     claims = ts.validate_access_token(tok) if hint != "refresh_token" or "." in tok else None
-    if claims is not None and claims.get("client_id") == client.client_id:
+    if claims is not None and (
+        claims.get("client_id") == client.client_id
+        or serves_audience(client.client_id, claims.get("aud"))
+    ):
         body = {
             "active": True,
             "token_type": "Bearer",
@@ -455,8 +544,8 @@ def logout() -> Response:
         if claims is None:
             return error_page(
                 400,
-                "Sign-out link not valid",
-                "The application sent a sign-out request we cannot verify.",
+                _("Sign-out link not valid"),
+                _("The application sent a sign-out request we cannot verify."),
             )
     client: OAuthClient | None = None
     client_id = params.get("client_id")
@@ -465,7 +554,9 @@ def logout() -> Response:
         auds = aud if isinstance(aud, list) else [aud]
         if client_id and client_id not in auds:
             return error_page(
-                400, "Sign-out link not valid", "The client_id does not match the ID token."
+                400,
+                _("Sign-out link not valid"),
+                _("The client_id does not match the ID token."),
             )
         client = query_client(client_id or (auds[0] if len(auds) == 1 else None))
     elif client_id:
@@ -474,8 +565,8 @@ def logout() -> Response:
     if target and (client is None or target not in (client.post_logout_redirect_uris or [])):
         return error_page(
             400,
-            "Sign-out link not valid",
-            "The return address after sign-out is not registered for this application.",
+            _("Sign-out link not valid"),
+            _("The return address after sign-out is not registered for this application."),
         )
     session = current_session()
     hint_matches = claims is not None and (
@@ -519,7 +610,14 @@ def init_oidc(app) -> None:
     from .server import create_authorization_server
 
     app.extensions["idp.oauth"] = create_authorization_server(app)
+    app.extensions["idp"].backchannel.bind(app)
     app.register_blueprint(bp)
     from .registration import bp as registration_bp
 
     app.register_blueprint(registration_bp)
+    from .par import bp as par_bp
+
+    app.register_blueprint(par_bp)
+    from .cors import init_cors
+
+    init_cors(app)

@@ -8,7 +8,13 @@ user's report ("it said error, reference 3f9c...") leads to the log lines.
 
 With ``[ops] log_format = "json"`` each record is one JSON object per line (time,
 level, logger, message, request_id, and the exception when there is one), which log
-shippers read without parsing rules.
+shippers read without parsing rules. Structured facts travel as fields of that object,
+never printed into the message: an audit event's ``audit`` object (event, outcome,
+user_id, client_id, details), an access line's ``method``, ``path``, ``status``,
+``duration_ms``... (:data:`FIELDS_ATTRIBUTE`). Under gunicorn, :class:`JSONGunicornLogger`
+writes its access and error logs the same way, and :func:`configure_logging` with
+``root=True`` sends every other library's records (and Python warnings) through the
+same formatter: every line the process writes is one JSON object.
 
 Links sent by email carry their single-use secret in the path (``/verify/<token>``,
 ``/reset/<token>``, ...), and the push status URL carries its credential (the handle).
@@ -37,13 +43,19 @@ import secrets
 import sys
 import threading
 import time
+import traceback
 from typing import Any
 
 from flask import Flask, Response, g, has_request_context
 from gunicorn import glogging
 from werkzeug.routing import Map
 
+from ..security.text import is_ascii_digits
+
 HEADER = "X-Request-ID"
+#: A record attribute (set with ``extra={FIELDS_ATTRIBUTE: {...}}``) whose members
+#: :class:`JSONFormatter` writes as fields of the line.
+FIELDS_ATTRIBUTE = "json_fields"
 # Accept ids a proxy would send (UUIDs, hex, base64url); anything else is replaced,
 # so a caller cannot inject line breaks or huge values into our logs.
 _VALID_ID = re.compile(r"[A-Za-z0-9._-]{8,128}")
@@ -261,6 +273,48 @@ class GunicornLogger(glogging.Logger):
         return {k: redact(v) if isinstance(v, str) else v for k, v in atoms.items()}
 
 
+class JSONGunicornLogger(GunicornLogger):
+    """gunicorn's logs as one JSON object per line (``[ops] log_format = "json"``).
+
+    Access lines carry ``method``, ``path`` (without the query), ``query``, ``status``,
+    ``duration_ms``, ``bytes``, ``remote``, ``user_agent`` and ``request_id`` (the
+    ``X-Request-ID`` the provider answered with), every value redacted by
+    :func:`redact`; error lines (start-up, worker boots and exits, tracebacks) use
+    :class:`JSONFormatter`. ``gunicorn.conf.py`` picks this class when ``[ops]``
+    asks for JSON.
+    """
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(JSONFormatter())
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        if not self.access_log_enabled:
+            return
+        try:
+            atoms = self.atoms(resp, req, environ, request_time)
+            method, path, status = atoms.get("m", "-"), atoms.get("U", "-"), atoms.get("s", "-")
+            request_id = atoms.get("{x-request-id}o") or None
+            fields = {
+                "method": method,
+                "path": path,
+                "query": atoms.get("q") or None,
+                "status": int(status) if is_ascii_digits(str(status)) else status,
+                "duration_ms": round(request_time.total_seconds() * 1000, 3),
+                "bytes": atoms.get("B") if isinstance(atoms.get("B"), int) else None,
+                "remote": atoms.get("h"),
+                "user_agent": atoms.get("a") if atoms.get("a") != "-" else None,
+            }
+            self.access_log.info(
+                "%s %s %s", method, path, status,
+                extra={FIELDS_ATTRIBUTE: fields, "request_id": request_id},
+            )  # fmt: skip
+        except Exception:  # noqa: BLE001 - gunicorn's own access() reports the same way
+            self.error(traceback.format_exc())
+
+
 def current_request_id() -> str | None:
     if has_request_context():
         return g.get("request_id")
@@ -285,11 +339,35 @@ class JSONFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": redact(record.getMessage()),
-            "request_id": getattr(record, "request_id", None) or current_request_id(),
+            "request_id": _request_id(record),
         }
+        fields = getattr(record, FIELDS_ATTRIBUTE, None)
+        if isinstance(fields, dict):
+            for key, value in fields.items():
+                if key not in entry:
+                    entry[key] = _redact_value(value)
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))
-        return json.dumps(entry, ensure_ascii=False)
+        elif record.exc_text:
+            entry["exception"] = redact(record.exc_text)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(v) for v in value]
+    return value
+
+
+def _request_id(record: logging.LogRecord) -> str | None:
+    found = getattr(record, "request_id", None)
+    if found and found != "-":
+        return found
+    return current_request_id()
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
@@ -305,23 +383,32 @@ class TextFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
-def configure_logging(log_format: str = "text", level: str = "INFO", stream=None) -> None:
+def configure_logging(
+    log_format: str = "text", level: str = "INFO", stream=None, *, root: bool = False
+) -> None:
     """Install one handler on the ``idp`` logger (idempotent: replaces our own handler).
 
     Only the ``idp`` logger tree is configured, so an embedding server (gunicorn) keeps
-    its own access and error logs (redacted by :class:`GunicornLogger`).
+    its own access and error logs (redacted by :class:`GunicornLogger`). With
+    ``root=True`` (the serving entry points) the root logger gets the same handler at
+    WARNING and Python warnings are logged, so with ``"json"`` no library writes a line
+    that is not JSON.
     """
-    logger = logging.getLogger("idp")
-    for handler in list(logger.handlers):
-        if getattr(handler, _HANDLER_MARK, False):
-            logger.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
-    setattr(handler, _HANDLER_MARK, True)
-    handler.addFilter(RequestIdFilter())
-    handler.setFormatter(JSONFormatter() if log_format == "json" else TextFormatter())
-    logger.addHandler(handler)
-    logger.setLevel(level)
-    logger.propagate = False
+    loggers = [(logging.getLogger("idp"), level)]
+    if root:
+        loggers.append((logging.getLogger(), "WARNING"))
+        logging.captureWarnings(True)
+    for logger, logger_level in loggers:
+        for handler in list(logger.handlers):
+            if getattr(handler, _HANDLER_MARK, False):
+                logger.removeHandler(handler)
+        handler = logging.StreamHandler(stream or sys.stderr)
+        setattr(handler, _HANDLER_MARK, True)
+        handler.addFilter(RequestIdFilter())
+        handler.setFormatter(JSONFormatter() if log_format == "json" else TextFormatter())
+        logger.addHandler(handler)
+        logger.setLevel(logger_level)
+    logging.getLogger("idp").propagate = False
 
 
 def init_request_ids(app: Flask) -> None:

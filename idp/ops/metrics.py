@@ -80,6 +80,8 @@ class Metrics:
             self.signin_steps.labels("password", outcome, "pwd").inc()
         elif event in ("mfa.success", "mfa.failure"):
             self.signin_steps.labels("mfa", outcome, factor).inc()
+        elif event == "login.passkey":
+            self.signin_steps.labels("passkey", outcome, "webauthn").inc()
         elif event == "authorization.granted":
             self.authorizations.labels("granted").inc()
         elif event == "authorization.refused":

@@ -17,6 +17,7 @@ import threading
 import unicodedata
 from collections.abc import Iterable
 
+from flask_babel import gettext as _
 from zxcvbn import zxcvbn
 
 # zxcvbn keeps the user inputs of the current call in a module-level dictionary; two
@@ -40,10 +41,14 @@ _SEQUENCES = (
 # guessing one window, so one strong window makes the password strong.
 ANALYSED_LENGTH = 40
 
-TOO_COMMON = (
-    "This password is too easy to guess. Try a passphrase of four or more unrelated "
-    "words, or a longer password."
-)
+
+def _too_common(reason: str | None = None) -> str:
+    """*reason* (already in the page's language), then the advice every refusal ends with."""
+    advice = _(
+        "This password is too easy to guess. Try a passphrase of four or more unrelated "
+        "words, or a longer password."
+    )
+    return f"{reason} {advice}" if reason else advice
 
 
 def _normalise(password: str) -> str:
@@ -107,20 +112,20 @@ def check_new_password(
     service's name).
     """
     if len(password) < min_length:
-        return f"Use at least {min_length} characters."
+        return _("Use at least %(min)s characters.", min=min_length)
     if len(password) > max_length:
-        return f"Use at most {max_length} characters."
+        return _("Use at most %(max)s characters.", max=max_length)
     normalised = _normalise(password)
     if not normalised.strip():
-        return "The password cannot be only spaces."
+        return _("The password cannot be only spaces.")
     compact = normalised.replace(" ", "")
     if _REPEAT.fullmatch(compact) or len(set(compact)) <= 2:
-        return "Avoid repeated characters like “aaaa” or “abab”. " + TOO_COMMON
+        return _too_common(_("Avoid repeated characters like “aaaa” or “abab”."))
     if _is_sequence(normalised):
-        return "Avoid sequences like “abcd”, “1234” or “qwerty”. " + TOO_COMMON
+        return _too_common(_("Avoid sequences like “abcd”, “1234” or “qwerty”."))
     inputs = [v for v in user_inputs if v]
     if _mostly_context(normalised, _context_words(inputs)):
-        return "Do not build your password from your name or email address. " + TOO_COMMON
+        return _too_common(_("Do not build your password from your name or email address."))
     windows = [normalised[:ANALYSED_LENGTH]]
     if len(normalised) > ANALYSED_LENGTH:
         windows.append(normalised[-ANALYSED_LENGTH:])
@@ -132,19 +137,19 @@ def check_new_password(
     patterns = {m.get("pattern") for m in result.get("sequence", [])}
     dictionaries = {m.get("dictionary_name") for m in result.get("sequence", [])}
     if "user_inputs" in dictionaries:
-        return "Do not build your password from your name or email address. " + TOO_COMMON
+        return _too_common(_("Do not build your password from your name or email address."))
     if "repeat" in patterns:
-        return "Avoid repeated words or characters. " + TOO_COMMON
+        return _too_common(_("Avoid repeated words or characters."))
     if "sequence" in patterns or "spatial" in patterns:
-        return "Avoid sequences and keyboard patterns like “1234” or “qwerty”. " + TOO_COMMON
+        return _too_common(_("Avoid sequences and keyboard patterns like “1234” or “qwerty”."))
     if "date" in patterns:
-        return "Avoid dates and years. " + TOO_COMMON
+        return _too_common(_("Avoid dates and years."))
     if "dictionary" in patterns:
-        return (
+        return _(
             "This password is common or appears in lists of leaked passwords. "
             "Try a passphrase of four or more unrelated words, or a longer password."
         )
-    return TOO_COMMON
+    return _too_common()
 
 
 def check_for(settings, password: str, user_inputs: Iterable[str] = ()) -> str | None:

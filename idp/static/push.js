@@ -24,18 +24,26 @@
     setTimeout(tick, EVERY);
   }
 
+  // The words come from the page, in its language (data-* attributes); English otherwise.
+  function text(el, name, fallback) {
+    return (el && el.getAttribute(name)) || fallback;
+  }
+
   function watchChallenge(form) {
     var countdown = document.querySelector("[data-push-countdown]");
     var status = document.querySelector("[data-push-status]");
     poll(form.getAttribute("data-status-url"), function (state, body) {
       if (state === "pending") {
         if (countdown && typeof body.expires_in === "number") {
-          countdown.textContent = " (" + body.expires_in + " seconds left)";
+          var left = body.expires_in === 1
+            ? text(countdown, "data-left-one", "({n} second left)")
+            : text(countdown, "data-left-other", "({n} seconds left)");
+          countdown.textContent = " " + left.replace("{n}", String(body.expires_in));
         }
         return true;
       }
       if (state === "approved") {
-        if (status) status.textContent = "Approved in the app. Signing you in.";
+        if (status) status.textContent = text(status, "data-approved-text", "Approved in the app. Signing you in.");
         form.submit();
         return false;
       }
@@ -49,7 +57,7 @@
     poll(form.getAttribute("data-status-url"), function (state) {
       if (state === "waiting") return true;
       if (state === "enrolled") {
-        if (status) status.textContent = "The app is registered. Finishing the set-up.";
+        if (status) status.textContent = text(status, "data-done-text", "The app is registered. Finishing the set-up.");
         form.submit();
         return false;
       }

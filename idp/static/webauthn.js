@@ -1,6 +1,7 @@
 /* WebAuthn ceremonies for <form data-webauthn="register|authenticate" data-options-url="...">.
  * The form holds hidden inputs (csrf_token, ...), an <input type="hidden" name="credential">
- * and an element with [data-webauthn-status]. On submit: POST the hidden inputs to the
+ * and an element with [data-webauthn-status] (inside an optional [data-webauthn-alert] box,
+ * shown as a USWDS error alert while it holds a message). On submit: POST the hidden inputs to the
  * options URL, run navigator.credentials.create/get, put the JSON result into "credential"
  * and submit the form normally. Buttons with [data-webauthn-skip] submit without a ceremony.
  * No inline script: all configuration comes from data attributes (CSP script-src 'self'). */
@@ -16,6 +17,17 @@
     options: "Could not start. Reload the page and try again.",
     other: "Something went wrong with your security key. Try again."
   };
+  // The form's data-msg-* attributes carry the messages in the page's language
+  // (templates/mfa/_webauthn_messages.html); the English above is the fallback.
+  var MESSAGE_ATTRS = {
+    unsupported: "unsupported", NotAllowedError: "not-allowed", AbortError: "abort",
+    InvalidStateError: "invalid-state", SecurityError: "security", options: "options",
+    other: "other"
+  };
+  function messageOf(form, name) {
+    if (!Object.prototype.hasOwnProperty.call(MESSAGES, name)) name = "other";
+    return form.getAttribute("data-msg-" + MESSAGE_ATTRS[name]) || MESSAGES[name];
+  }
 
   function b64urlToBuf(s) {
     var b64 = s.replace(/-/g, "+").replace(/_/g, "/");
@@ -93,7 +105,26 @@
     var ready = false;
     if (status && !status.hasAttribute("role")) status.setAttribute("role", "alert");
 
-    function say(text) { if (status) status.textContent = text || ""; }
+    // The message shows as a USWDS error alert; the live region itself stays in place
+    // (empty, unstyled) so that screen readers announce each new message.
+    var box = form.querySelector("[data-webauthn-alert]");
+    function say(text) {
+      if (status) status.textContent = text || "";
+      if (box) ["usa-alert", "usa-alert--error", "usa-alert--slim"].forEach(function (c) {
+        box.classList.toggle(c, !!text);
+      });
+    }
+
+    // A browser without WebAuthn: say so at once, turn the button off and show the way
+    // to another method, instead of a button that can only fail.
+    if (!window.PublicKeyCredential || !navigator.credentials) {
+      say(messageOf(form, "unsupported"));
+      var main = form.querySelector('[type="submit"]:not([data-webauthn-skip])');
+      if (main) main.disabled = true;
+      document.querySelectorAll("[data-webauthn-fallback]").forEach(function (el) {
+        el.hidden = false;
+      });
+    }
 
     // Coming back through the history cache must not resubmit a used credential.
     window.addEventListener("pageshow", function () { ready = false; if (field) field.value = ""; });
@@ -104,7 +135,7 @@
       ev.preventDefault();
       say("");
       if (!window.PublicKeyCredential || !navigator.credentials || !field) {
-        say(MESSAGES.unsupported);
+        say(messageOf(form, "unsupported"));
         return;
       }
       if (button) button.disabled = true;
@@ -132,10 +163,13 @@
         if (button) button.disabled = false;
         var name = err && err.name;
         if (name === "InvalidStateError" && mode !== "register") name = "other";
-        say(Object.prototype.hasOwnProperty.call(MESSAGES, name) ? MESSAGES[name] : MESSAGES.other);
+        say(messageOf(form, name));
       });
     });
   }
+
+  // Shared with passkey.js (the sign-in with a passkey alone), loaded after this file.
+  window.idpWebAuthn = { parseOptions: parseOptions, serialize: serialize, hiddenFields: hiddenFields };
 
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("form[data-webauthn]").forEach(setup);

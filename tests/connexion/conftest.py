@@ -18,6 +18,8 @@ from clients.connexion import create_app, tokens
 ISSUER = "https://op.example.test"
 CLIENT_ID = "connexion"
 BASE = "https://connexion.example.test"
+API = f"{BASE}/api"  # the Form C API's resource URI (CONNEXION_API_RESOURCE's default)
+API_SCOPE = "form-c:file"
 AAL1 = "http://idmanagement.gov/ns/assurance/aal/1"
 MFA = "urn:idp:acr:mfa"
 AAL2 = "http://idmanagement.gov/ns/assurance/aal/2"
@@ -48,7 +50,8 @@ class Provider:
         if self.down:
             raise tokens.requests.ConnectionError("provider down")
         if url == f"{ISSUER}/.well-known/openid-configuration":
-            return {"issuer": ISSUER, "jwks_uri": f"{ISSUER}/jwks"}
+            return {"issuer": ISSUER, "jwks_uri": f"{ISSUER}/jwks",
+                    "introspection_endpoint": f"{ISSUER}/introspect"}  # fmt: skip
         if url == f"{ISSUER}/jwks":
             return {"keys": [k.as_dict(private=False) for k in self.keys]}
         raise AssertionError(f"unexpected fetch {url}")
@@ -67,20 +70,21 @@ def provider(monkeypatch, signing_key) -> Provider:
 
 @pytest.fixture
 def mint(signing_key) -> Callable[..., str]:
-    """An RFC 9068 access token as the provider issues it; keyword arguments override
-    claims (``None`` removes one); ``header=`` and ``key=`` override those."""
+    """An RFC 9068 access token as the provider issues it for the Form C API (``aud`` the
+    API's resource URI, its scope only); keyword arguments override claims (``None``
+    removes one); ``header=`` and ``key=`` override those."""
 
     def factory(*, header: dict | None = None, key=None, **overrides) -> str:
         now = int(time.time())
         claims = {
             "iss": ISSUER,
             "sub": "user-123",
-            "aud": CLIENT_ID,
+            "aud": API,
             "client_id": CLIENT_ID,
             "iat": now,
             "exp": now + 300,
             "jti": uuid.uuid4().hex,
-            "scope": "openid profile email",
+            "scope": API_SCOPE,
             "auth_time": now - 60,
             "acr": MFA,
             "amr": ["mfa", "otp", "pwd"],

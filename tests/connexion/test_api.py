@@ -16,7 +16,16 @@ import pytest
 
 from clients.connexion import reports
 from clients.connexion.tokens import bearer_challenge, parse_bearer_challenge
-from tests.connexion.conftest import AAL1, AAL2, ISSUER, MFA, PHISHING_RESISTANT
+from tests.connexion.conftest import (
+    AAL1,
+    AAL2,
+    API,
+    API_SCOPE,
+    CLIENT_ID,
+    ISSUER,
+    MFA,
+    PHISHING_RESISTANT,
+)
 
 pytestmark = pytest.mark.usefixtures("provider")
 
@@ -82,6 +91,7 @@ def test_other_scheme_is_no_bearer_token(cx, mint):
         "expired",
         "not yet valid",
         "other audience",
+        "connexion's own token",
         "no sub",
         "alg none",
         "alg HS256",
@@ -99,20 +109,23 @@ def test_invalid_tokens(cx, cx_app, mint, other_key, case):
         "expired": lambda: mint(iat=now - 600, exp=now - 120),
         "not yet valid": lambda: mint(nbf=now + 600),
         "other audience": lambda: mint(aud="someone-else", client_id="someone-else"),
+        # The token the provider issued to Connexion itself (for the userinfo endpoint):
+        # not for the API, even though client_id is Connexion's (RFC 8707, RFC 9068 3).
+        "connexion's own token": lambda: mint(aud=CLIENT_ID, scope="openid profile email"),
         "no sub": lambda: mint(sub=None),
         "unknown kid": lambda: mint(header={"kid": "never-published"}),
         "garbage": lambda: "not-a-jwt",
     }.get(case)
     if case == "tampered payload":
         head, _payload, sig = mint(acr=AAL1).split(".")
-        forged = _b64({"iss": ISSUER, "sub": "user-123", "aud": "connexion", "exp": now + 300,
-                       "acr": MFA, "auth_time": now})  # fmt: skip
+        forged = _b64({"iss": ISSUER, "sub": "user-123", "aud": API, "exp": now + 300,
+                       "acr": MFA, "auth_time": now, "scope": API_SCOPE})  # fmt: skip
         value = f"{head}.{forged}.{sig}"
     elif case in ("alg none", "alg HS256"):
         alg = case.split()[1]
         head = _b64({"alg": alg, "typ": "at+jwt", "kid": "test-key-1"})
-        payload = _b64({"iss": ISSUER, "sub": "u", "aud": "connexion", "exp": now + 300,
-                        "acr": MFA, "auth_time": now})  # fmt: skip
+        payload = _b64({"iss": ISSUER, "sub": "u", "aud": API, "exp": now + 300,
+                        "acr": MFA, "auth_time": now, "scope": API_SCOPE})  # fmt: skip
         value = f"{head}.{payload}." + ("" if alg == "none" else _b64({"x": 1}))
     else:
         value = token()
@@ -127,8 +140,24 @@ def test_the_valid_twin_of_each_invalid_token_is_accepted(cx, mint):
     """The failures above come from the one property each case changes."""
     assert post(cx, mint()).status_code == 201
     assert post(cx, mint(header={"typ": "application/at+jwt"})).status_code == 201
-    # aud names another resource but client_id is ours (RFC 9068 2.2): accepted.
-    assert post(cx, mint(aud="https://api.example.test")).status_code == 201
+    # aud may be an array that names the API among others (RFC 7519 4.1.3).
+    assert post(cx, mint(aud=["https://api.example.test", API])).status_code == 201
+    # Issued to another client for this API: the audience decides, not client_id.
+    assert post(cx, mint(client_id="another-client")).status_code == 201
+
+
+# -- insufficient_scope (RFC 6750 3.1) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("scope", [None, "", "form-c:read", "openid profile email"])
+def test_a_token_without_the_api_scope_is_403_insufficient_scope(cx, cx_app, mint, scope):
+    resp = post(cx, mint(scope=scope))
+    assert resp.status_code == 403
+    params = parse_bearer_challenge(resp.headers["WWW-Authenticate"])
+    assert params["error"] == "insufficient_scope" and params["scope"] == API_SCOPE
+    assert resp.get_json()["error"] == "insufficient_scope"
+    assert rows(cx_app) == []
+    assert post(cx, mint(scope=f"form-c:read {API_SCOPE}")).status_code == 201
 
 
 # -- insufficient_user_authentication (RFC 9470) --------------------------------------
@@ -183,7 +212,8 @@ def test_unknown_acr_does_not_count_as_higher(cx, mint):
 def test_step_up_level_is_configurable(tmp_path, provider, mint):
     from clients.connexion import create_app
 
-    app = create_app({"CONNEXION_ISSUER": ISSUER, "CONNEXION_STEP_UP_ACR": AAL2,
+    app = create_app({"CONNEXION_ISSUER": ISSUER, "CONNEXION_API_RESOURCE": API,
+                      "CONNEXION_STEP_UP_ACR": AAL2,
                       "CONNEXION_STEP_UP_MAX_AGE": "300", "CONNEXION_SECRET_KEY": "k",
                       "CONNEXION_DATABASE": str(tmp_path / "db.sqlite3")})  # fmt: skip
     client = app.test_client()
@@ -279,3 +309,113 @@ def test_challenge_header_round_trip():
     ) == {"error": "insufficient_user_authentication", "error_description": 'A "x"',
           "acr_values": "myACR"}  # fmt: skip
     assert parse_bearer_challenge('Basic realm="x"') == {}
+
+
+# -- the second mode: introspection (RFC 7662) ----------------------------------------------
+
+API_CLIENT = ("connexion-api", "api-secret")
+
+
+class Introspection:
+    """The provider's introspection endpoint as the API sees it: what it answers for each
+    token (inactive for anything else) and the requests it received."""
+
+    def __init__(self):
+        self.answers: dict[str, dict] = {}
+        self.calls: list[tuple[str, dict, tuple]] = []
+        self.down = False
+
+    def post_form(self, url: str, data: dict, auth: tuple) -> tuple[int, dict]:
+        from clients.connexion import tokens
+
+        self.calls.append((url, dict(data), auth))
+        if self.down:
+            raise tokens.requests.ConnectionError("provider down")
+        if auth != API_CLIENT:
+            return 401, {"error": "invalid_client"}
+        return 200, self.answers.get(data["token"], {"active": False})
+
+    def active(self, token: str, **overrides) -> str:
+        now = int(time.time())
+        claims = {"active": True, "iss": ISSUER, "sub": "user-123", "aud": API,
+                  "client_id": CLIENT_ID, "scope": API_SCOPE, "exp": now + 300,
+                  "iat": now, "acr": MFA, "auth_time": now - 60, "token_type": "Bearer"}  # fmt: skip
+        claims.update(overrides)
+        self.answers[token] = {k: v for k, v in claims.items() if v is not None}
+        return token
+
+
+@pytest.fixture
+def introspection(monkeypatch) -> Introspection:
+    from clients.connexion import tokens
+
+    stand_in = Introspection()
+    monkeypatch.setattr(tokens, "post_form", stand_in.post_form)
+    return stand_in
+
+
+def introspecting_app(tmp_path, secret: str = API_CLIENT[1]):
+    from clients.connexion import create_app
+
+    return create_app({
+        "CONNEXION_ISSUER": ISSUER, "CONNEXION_BASE_URL": "https://connexion.example.test",
+        "CONNEXION_SECRET_KEY": "k", "CONNEXION_DATABASE": str(tmp_path / "db.sqlite3"),
+        "CONNEXION_API_TOKEN_CHECK": "introspection",
+        "CONNEXION_API_CLIENT_ID": API_CLIENT[0], "CONNEXION_API_CLIENT_SECRET": secret,
+    })  # fmt: skip
+
+
+def test_introspection_mode_asks_the_provider_with_the_apis_credentials(tmp_path, introspection):
+    app = introspecting_app(tmp_path)
+    client = app.test_client()
+    assert post(client, introspection.active("opaque-or-jwt")).status_code == 201
+    ((url, data, auth),) = introspection.calls
+    assert url == f"{ISSUER}/introspect"  # from discovery
+    assert data == {"token": "opaque-or-jwt", "token_type_hint": "access_token"}
+    assert auth == API_CLIENT
+    assert rows(app)[0][1] == "user-123"
+
+
+@pytest.mark.parametrize(
+    ("case", "overrides"),
+    [
+        ("inactive", None),
+        ("for Connexion itself", {"aud": CLIENT_ID}),
+        ("another issuer", {"iss": "https://evil.example"}),
+        ("expired", {"exp": int(time.time()) - 3600}),
+        ("no subject", {"sub": None}),
+    ],
+)
+def test_introspection_mode_refuses_what_the_provider_does_not_vouch_for(
+    tmp_path, introspection, case, overrides
+):
+    app = introspecting_app(tmp_path)
+    token = "t-" + case.replace(" ", "-")
+    if overrides is not None:
+        introspection.active(token, **overrides)
+    assert challenge(post(app.test_client(), token))["error"] == "invalid_token"
+    assert rows(app) == []
+
+
+def test_introspection_mode_keeps_the_step_up_and_the_scope_rules(tmp_path, introspection):
+    client = introspecting_app(tmp_path).test_client()
+    params = challenge(post(client, introspection.active("weak", acr=AAL1)))
+    assert params["error"] == "insufficient_user_authentication"
+    assert params["acr_values"] == MFA and params["max_age"] == "900"
+    assert post(client, introspection.active("no-scope", scope="openid")).status_code == 403
+
+
+def test_introspection_mode_refused_credentials_or_no_provider_is_503(tmp_path, introspection):
+    wrong = introspecting_app(tmp_path, secret="not-the-secret").test_client()
+    resp = post(wrong, introspection.active("good"))
+    assert resp.status_code == 503 and "WWW-Authenticate" not in resp.headers
+    introspection.down = True
+    assert post(introspecting_app(tmp_path).test_client(), "good").status_code == 503
+
+
+def test_the_api_token_check_must_be_known(tmp_path):
+    from clients.connexion import create_app
+
+    with pytest.raises(ValueError, match="CONNEXION_API_TOKEN_CHECK"):
+        create_app({"CONNEXION_API_TOKEN_CHECK": "trust-me", "CONNEXION_SECRET_KEY": "k",
+                    "CONNEXION_DATABASE": str(tmp_path / "db.sqlite3")})  # fmt: skip

@@ -20,7 +20,16 @@ from clients.connexion import reports
 from clients.connexion.assurance import ago, amr_words, satisfies
 from clients.connexion.due_dates import next_form_c_due
 from clients.mockrp.forms import parse_forms
-from tests.connexion.conftest import AAL1, AAL2, BASE, ISSUER, MFA, PHISHING_RESISTANT
+from tests.connexion.conftest import (
+    AAL1,
+    AAL2,
+    API,
+    API_SCOPE,
+    BASE,
+    ISSUER,
+    MFA,
+    PHISHING_RESISTANT,
+)
 
 STEP_UP = {"acr_values": MFA, "max_age": "900", "next": "/form-c"}
 
@@ -69,7 +78,8 @@ def test_login_sends_code_flow_with_pkce_state_and_nonce(cx):
     assert q["response_type"] == "code"
     assert q["client_id"] == "connexion"
     assert q["redirect_uri"] == f"{BASE}/callback"
-    assert q["scope"] == "openid profile email"
+    assert q["scope"] == f"openid profile email {API_SCOPE}"
+    assert q["resource"] == API  # RFC 8707 2.1: the grant covers the Form C API
     assert q["code_challenge_method"] == "S256" and len(q["code_challenge"]) == 43
     assert len(q["state"]) >= 32 and len(q["nonce"]) >= 16
     assert "acr_values" not in q and "max_age" not in q
@@ -155,27 +165,42 @@ def test_callback_checks_rfc9207_iss(cx, iss):
     assert "another issuer" in resp.get_data(as_text=True)
 
 
-def fake_token_exchange(monkeypatch, cx_app, **claims):
-    """Stand in for Authlib's verified code exchange (tested for real in test_flow)."""
+def fake_token_exchange(monkeypatch, cx_app, **claims) -> list[dict]:
+    """Stand in for Authlib's verified code exchange and the refresh grant that gets the
+    API's token (tested for real in test_flow); returns the refresh requests made."""
     client = cx_app.extensions["connexion"].oauth
     userinfo = {"iss": ISSUER, "sub": "user-123", "acr": AAL1, "amr": ["pwd"],
                 "auth_time": int(time.time()), "nonce": "n", "at_hash": "h", **claims}  # fmt: skip
-    token = {"access_token": "at", "id_token": "idt", "userinfo": userinfo}
+    token = {"access_token": "at", "id_token": "idt", "refresh_token": "rt1",
+             "userinfo": userinfo}  # fmt: skip
+    refreshes: list[dict] = []
+
+    def refresh(**kw):
+        refreshes.append(kw)
+        n = len(refreshes)
+        return {"access_token": f"api-at-{n}", "refresh_token": f"rt{n + 1}"}
+
     monkeypatch.setattr(client, "authorize_access_token", lambda **kw: token)
+    monkeypatch.setattr(client, "fetch_access_token", refresh)
     monkeypatch.setattr(
         client, "userinfo", lambda **kw: {"sub": "user-123", "email": "ada@example.com"}
     )
+    return refreshes
 
 
 def test_callback_keeps_claims_and_goes_next(cx, cx_app, monkeypatch):
-    fake_token_exchange(monkeypatch, cx_app)
+    refreshes = fake_token_exchange(monkeypatch, cx_app)
     state = start(cx, next="/dashboard")
     resp = cx.get("/callback", query_string={"code": "c", "state": state, "iss": ISSUER})
     assert resp.status_code == 302 and resp.headers["Location"] == "/dashboard"
+    # The API's token comes from the refresh token, for the API's resource (RFC 8707).
+    assert refreshes == [{"grant_type": "refresh_token", "refresh_token": "rt1",
+                          "resource": API, "scope": API_SCOPE}]  # fmt: skip
     with cx.session_transaction() as s:
         assert s["user"]["acr"] == AAL1 and s["user"]["email"] == "ada@example.com"
         assert "nonce" not in s["user"] and "at_hash" not in s["user"]
-        assert s["access_token"] == "at" and s["id_token"] == "idt"
+        assert s["access_token"] == "api-at-1" and s["id_token"] == "idt"
+        assert s["refresh_token"] == "rt2"  # the rotated one
         assert state not in s["logins"]
     # The state is single use.
     again = cx.get("/callback", query_string={"code": "c", "state": state, "iss": ISSUER})
@@ -248,7 +273,7 @@ def test_form_c_validation_errors_are_announced_and_linked(cx, cx_app):
     resp = cx.post("/form-c", data=answers(cx, supplier_number="12AB", certified=None))
     assert resp.status_code == 400
     text = resp.get_data(as_text=True)
-    summary = re.search(r'<div class="error-summary" role="alert".*?</div>', text, re.S)
+    summary = re.search(r'<div class="[^"]*\berror-summary" role="alert".*?</div>', text, re.S)
     assert summary and 'href="#supplier_number"' in summary.group(0)
     assert 'href="#certified"' in summary.group(0)
     assert re.search(
@@ -342,6 +367,36 @@ def test_form_c_reauthenticates_when_the_access_token_expired(cx, mint):
     assert query(resp.headers["Location"]) == STEP_UP
 
 
+def test_form_c_gets_a_new_api_token_when_it_expired(cx, cx_app, mint, monkeypatch):
+    """The API token lives minutes; the refresh token gets a new one for the API
+    (RFC 8707 2.2) and the report is filed without another sign-in."""
+    client = cx_app.extensions["connexion"].oauth
+    calls = []
+
+    def refresh(**kw):
+        calls.append(kw)
+        return {"access_token": mint(), "refresh_token": "rt-next"}
+
+    monkeypatch.setattr(client, "fetch_access_token", refresh)
+    now = int(time.time())
+    sign_in(cx, access_token=mint(iat=now - 900, exp=now - 300))
+    with cx.session_transaction() as s:
+        s["refresh_token"] = "rt-now"
+    resp = cx.post("/form-c", data=answers(cx))
+    assert resp.status_code == 302 and "/form-c/confirmation/FC-" in resp.headers["Location"]
+    assert calls == [{"grant_type": "refresh_token", "refresh_token": "rt-now",
+                      "resource": API, "scope": API_SCOPE}]  # fmt: skip
+    with cx.session_transaction() as s:
+        assert s["refresh_token"] == "rt-next"
+
+
+def test_form_c_without_the_api_scope_says_so(cx, mint):
+    sign_in(cx, access_token=mint(scope="openid"))
+    resp = cx.post("/form-c", data=answers(cx))
+    assert resp.status_code == 403
+    assert "does not allow Connexion to file Form C" in resp.get_data(as_text=True)
+
+
 def test_a_new_user_does_not_see_the_previous_users_draft(cx, cx_app, monkeypatch):
     with cx.session_transaction() as s:
         s["user"] = {"sub": "someone-else"}
@@ -366,12 +421,12 @@ def test_dashboard_needs_a_session(cx):
     [
         (AAL1, ["pwd"], "Password only", ["password"]),
         (MFA, ["mfa", "otp", "pwd"], "Password and a second step (MFA)",
-         ["more than one factor", "authenticator app code", "password"]),
+         ["more than one sign-in step", "authenticator app code", "password"]),
         (PHISHING_RESISTANT, ["hwk", "mfa", "pwd", "user"],
          "Phishing-resistant security key or passkey",
-         ["security key", "more than one factor", "password", "presence check"]),
+         ["security key", "more than one sign-in step", "password", "fingerprint, face or screen lock check"]),
         (AAL2, ["lookup", "mfa", "pwd"], "Password and a strong second step (NIST AAL2)",
-         ["recovery code", "more than one factor", "password"]),
+         ["recovery code", "more than one sign-in step", "password"]),
     ],
 )  # fmt: skip
 def test_dashboard_says_how_in_plain_words(cx, acr, amr, words, methods):
@@ -387,9 +442,7 @@ def test_dashboard_says_how_in_plain_words(cx, acr, amr, words, methods):
 
 def test_dashboard_says_when_form_c_needs_a_step_up(cx):
     sign_in(cx, acr=AAL1, amr=["pwd"])
-    assert "asks only for\n    the step you are missing" in cx.get("/dashboard").get_data(
-        as_text=True
-    )
+    assert "asks only for the step you are missing" in cx.get("/dashboard").get_data(as_text=True)
     sign_in(cx, acr=MFA, age=60)
     assert "You can file it now" in cx.get("/dashboard").get_data(as_text=True)
 
@@ -400,7 +453,22 @@ def test_plain_words_helpers():
     assert ago(5 * 60 + 59) == "5 minutes ago"
     assert ago(3 * 3600) == "3 hours ago"
     assert ago(None) == "at an unknown time"
-    assert amr_words(["swk", "user", "x-new"]) == ["passkey", "presence check", "x-new"]
+    assert amr_words(["swk", "user", "x-new"]) == [
+        "passkey",
+        "fingerprint, face or screen lock check",
+        "x-new",
+    ]
+    # The companion app's key (no user-presence test) is a push approval, not a passkey.
+    assert amr_words(["mfa", "pwd", "swk"]) == [
+        "more than one sign-in step",
+        "password",
+        "approval in the companion app",
+    ]
+    assert amr_words(["sms", "tel", "email"]) == [
+        "text message code",
+        "voice call code",
+        "email code",
+    ]
     assert amr_words("pwd") == []  # amr is an array
     assert satisfies(AAL2, MFA) and satisfies(MFA, MFA) and not satisfies(AAL1, MFA)
     assert not satisfies(None, MFA) and not satisfies("urn:other", MFA)
@@ -490,7 +558,7 @@ def test_settings_from_the_environment(monkeypatch, tmp_path):
     cx = app.extensions["connexion"]
     assert cx.issuer == "https://idp.example.gov" and cx.client_id == "cx-prod"
     assert cx.step_up_max_age == 600 and cx.step_up_acr == MFA
-    assert cx.base_url == "http://127.0.0.1:5001"
+    assert cx.base_url == "http://localhost:5001"
     assert app.secret_key == "from-env"
     assert cx.oauth.client_id == "cx-prod"
     assert (tmp_path / "env.sqlite3").exists()
@@ -509,3 +577,36 @@ def test_callback_when_the_id_token_does_not_verify(cx, cx_app, monkeypatch):
     assert "could not verify" in resp.get_data(as_text=True)
     with cx.session_transaction() as s:
         assert "user" not in s
+
+
+def test_the_mfa_banner_counts_the_days_to_the_deadline(cx_app):
+    from datetime import date
+
+    from clients.connexion.app import mfa_banner
+
+    cx_app.extensions["connexion"].mfa_deadline = date(2027, 1, 3)
+    with cx_app.test_request_context():
+        banner = mfa_banner({"amr": ["pwd"]}, today=date(2026, 12, 4))
+        assert banner["deadline"] == "January 3, 2027" and banner["days_left"] == 30
+        assert banner["setup_url"].endswith("/mfa/setup?next=account")
+        # Signed in with a second step: no banner.
+        assert mfa_banner({"amr": ["mfa", "otp", "pwd"]}) is None
+
+
+def test_the_dashboard_shows_the_banner_until_a_second_step_is_used(cx_app, cx):
+    from datetime import date, timedelta
+
+    cx_app.extensions["connexion"].mfa_deadline = date.today() + timedelta(days=12)
+    sign_in(cx, acr=AAL1, amr=("pwd",))
+    text = cx.get("/dashboard").get_data(as_text=True)
+    assert 'id="mfa-banner"' in text and "12 days left." in text
+    assert f'href="{ISSUER}/mfa/setup?next=account"' in text
+    assert f'id="manage-methods" href="{ISSUER}/account/security"' in text
+    sign_in(cx)  # with a second step
+    text = cx.get("/dashboard").get_data(as_text=True)
+    assert 'id="mfa-banner"' not in text and 'id="manage-methods"' in text
+    # After the deadline the banner says it is required, with no count.
+    cx_app.extensions["connexion"].mfa_deadline = date.today() - timedelta(days=1)
+    sign_in(cx, acr=AAL1, amr=("pwd",))
+    text = cx.get("/dashboard").get_data(as_text=True)
+    assert "A second sign-in step is required" in text and "days left" not in text

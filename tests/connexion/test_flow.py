@@ -4,11 +4,16 @@ One ``requests.Session`` plays the browser for both hosts (cookies for each, tol
 by name since cookies ignore ports); ``parse_forms`` fills the provider's pages.
 The journey: a password-only sign-in, the Form C page and the API asking for more,
 a step-up that shows only the authenticator-app challenge, filing the report, and
-RP-initiated logout that ends the provider's session too.
+RP-initiated logout that ends the provider's session too. The Form C API is a resource
+registered at the provider (RFC 8707): its token is requested with ``resource``, and
+the API checks it offline (``aud``, RFC 9068) or at the introspection endpoint with its
+own client (RFC 7662); the journey runs in both modes.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import sqlite3
 import threading
 from dataclasses import dataclass, replace
@@ -45,29 +50,41 @@ class World:
     connexion: object
     secret: str  # the user's TOTP secret
     database: str
+    api: str  # the Form C API's resource URI
 
 
-def _seed(provider, base: str) -> tuple[str, str]:
-    """Register Connexion, create Ada with an authenticator app; returns (client secret,
-    TOTP secret)."""
+API_SCOPE = "form-c:file"
+
+
+def _seed(provider, base: str) -> tuple[str, str, str]:
+    """Register Connexion, its Form C API (a resource with its own client) and Ada with
+    an authenticator app; returns (client secret, TOTP secret, API client secret)."""
     from flask_migrate import upgrade
 
     from idp.extensions import db
     from idp.models import Factor, User
     from idp.models.base import utcnow
     from idp.oidc.clients import create_client
+    from idp.oidc.resources import create_resource
     from idp.security import totp
     from idp.services import services
 
     with provider.app_context():
         upgrade()
+        _api_client, api_secret = create_client(
+            client_id="connexion-api", name="Connexion Form C API", redirect_uris=[],
+            grant_types=["client_credentials"], scope="",
+        )  # fmt: skip
+        create_resource(f"{base}/api", [(API_SCOPE, "File Form C")], name="Form C API",
+                        client_id="connexion-api")  # fmt: skip
         _client, client_secret = create_client(
             client_id="connexion",
             name="Connexion",
             redirect_uris=[f"{base}/callback"],
             post_logout_redirect_uris=[f"{base}/"],
-            scope="openid profile email",
+            scope=f"openid profile email {API_SCOPE}",
             first_party=True,
+            resources=[f"{base}/api"],
         )
         user = User(
             email=EMAIL,
@@ -89,11 +106,11 @@ def _seed(provider, base: str) -> tuple[str, str]:
             )
         )
         db.session.commit()
-    return client_secret, secret
+    return client_secret, secret, api_secret
 
 
-@pytest.fixture
-def world(tmp_path: Path, keys_dir):
+@pytest.fixture(params=["jwt", "introspection"])
+def world(request, tmp_path: Path, keys_dir):
     from idp.app import create_app as create_provider
     from idp.extensions import db
     from idp.store import MemoryStore
@@ -110,7 +127,7 @@ def world(tmp_path: Path, keys_dir):
     )
     provider = create_provider(settings, store=MemoryStore(), warn=False)
     provider.config["TESTING"] = True
-    client_secret, totp_secret = _seed(provider, base)
+    client_secret, totp_secret, api_secret = _seed(provider, base)
     database = str(tmp_path / "connexion.sqlite3")
     connexion = create_connexion(
         {
@@ -120,6 +137,8 @@ def world(tmp_path: Path, keys_dir):
             "CONNEXION_BASE_URL": base,
             "CONNEXION_DATABASE": database,
             "CONNEXION_SECRET_KEY": "test-secret-key",
+            "CONNEXION_API_TOKEN_CHECK": request.param,
+            "CONNEXION_API_CLIENT_SECRET": api_secret,
         }
     )
     idp_server.app, cx_server.app = provider, connexion
@@ -129,7 +148,7 @@ def world(tmp_path: Path, keys_dir):
     for t in threads:
         t.start()
     try:
-        yield World(issuer, base, provider, connexion, totp_secret, database)
+        yield World(issuer, base, provider, connexion, totp_secret, database, f"{base}/api")
     finally:
         for s in (idp_server, cx_server):
             s.shutdown()
@@ -179,6 +198,33 @@ def connexion_session(world: World, browser: requests.Session) -> dict:
     return app.session_interface.get_signing_serializer(app).loads(value)
 
 
+def granted_resources(world: World) -> list:
+    """The resources each authorization code issued so far was granted for."""
+    from idp.extensions import db
+    from idp.models import AuthorizationCode
+
+    with world.provider.app_context():
+        rows = db.session.execute(db.select(AuthorizationCode).order_by(AuthorizationCode.id))
+        return [c.resources for c in rows.scalars()]
+
+
+def claims_of(jwt: str) -> dict:
+    """The payload of a JWT (already verified by whoever issued or accepted it)."""
+    body = jwt.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+
+
+def pushed_request(world: World, request_uri: str) -> dict[str, str]:
+    """The parameters Connexion pushed to the provider under *request_uri* (RFC 9126)."""
+    import json
+
+    from idp.security.crypto import hash_token
+
+    raw = world.provider.extensions["idp"].store.get(f"par:{hash_token(request_uri)}")
+    assert raw is not None, "nothing was pushed under that request_uri"
+    return json.loads(raw)["params"]
+
+
 def sign_in_with_password(world: World, browser: requests.Session) -> requests.Response:
     page = get(browser, f"{world.base}/login")
     assert page.url.startswith(f"{world.issuer}/"), page.url
@@ -205,6 +251,12 @@ def test_sign_in_step_up_file_form_c_and_sign_out(world: World):
     assert stored["user"]["acr"] == AAL1 and stored["user"]["amr"] == ["pwd"]
     assert stored["user"]["email"] == EMAIL
     assert len(browser.cookies.get("connexion_session")) < 4000  # fits in a cookie
+    # The session's access token is the API's (RFC 8707): for its resource, with its
+    # scope only; the OpenID Connect scopes stayed with the token used for userinfo.
+    at = claims_of(stored["access_token"])
+    assert at["aud"] == world.api and at["scope"] == API_SCOPE
+    assert at["client_id"] == "connexion" and at["acr"] == AAL1
+    assert granted_resources(world) == [[world.api]]  # the code recorded the resource
 
     # 2. The API refuses the password-only access token (RFC 9470) ...
     api = browser.post(
@@ -259,11 +311,15 @@ def test_sign_in_step_up_file_form_c_and_sign_out(world: World):
     resp = get(browser, login_url, allow_redirects=False)
     authorize = resp.headers["Location"]
     assert authorize.startswith(f"{world.issuer}/authorize?")
-    params = query(authorize)
+    # Connexion pushed the request first (RFC 9126): the browser carries only its
+    # reference; the parameters wait at the provider.
+    browser_params = query(authorize)
+    assert set(browser_params) == {"client_id", "request_uri"}
+    params = pushed_request(world, browser_params["request_uri"])
     assert params["acr_values"] == MFA and params["max_age"] == "900"
     assert params["code_challenge_method"] == "S256" and len(params["code_challenge"]) == 43
     assert params["state"] and params["nonce"]
-    assert params["scope"] == "openid profile email"
+    assert params["scope"] == f"openid profile email {API_SCOPE}"
     assert params["redirect_uri"] == f"{world.base}/callback"
 
     # 5. The provider asks only for the second step: no sign-in page on the way.

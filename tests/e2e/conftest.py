@@ -361,8 +361,9 @@ def _wait_for_connexion(cx: ConnexionServer, proc: subprocess.Popen) -> None:
 def run_connexion(
     live: LiveServer, extra_env: dict[str, str] | None = None
 ) -> Iterator[ConnexionServer]:
-    """Register Connexion at *live* (``idp clients create --first-party``) and serve it
-    with ``python -m clients.connexion`` on a free port of *live*'s host; stop it on exit.
+    """Register Connexion at *live* (``idp clients create --first-party``, with its
+    back-channel logout URI, as ``idp demo`` does) and serve it with ``python -m
+    clients.connexion`` on a free port of *live*'s host; stop it on exit.
 
     *extra_env* adds ``CONNEXION_*`` settings (e.g. ``CONNEXION_STEP_UP_MAX_AGE``).
     """
@@ -370,12 +371,18 @@ def run_connexion(
     while port in (live.port, live.rp_port):
         port = free_port()
     base_url = f"http://{live.host}:{port}"
+    # The Form C API is a resource of the provider (RFC 8707), as `idp demo` registers it.
+    _run_cli(live.env, live.workdir, "resources", "create", "--uri", f"{base_url}/api",
+             "--scope", "form-c:file=File the Form C report", "--json")  # fmt: skip
     client = json.loads(
         _run_cli(
             live.env, live.workdir, "clients", "create", "--name", "Connexion",
             "--redirect-uri", f"{base_url}/callback",
             "--post-logout-redirect-uri", f"{base_url}/",
-            "--scope", "openid profile email", "--first-party", "--json",
+            "--client-uri", f"{base_url}/", "--logo-uri", f"{base_url}/static/favicon.svg",
+            "--scope", "openid profile email form-c:file", "--resource", f"{base_url}/api",
+            "--backchannel-logout-uri", f"{base_url}/backchannel-logout",
+            "--first-party", "--json",
         )
     )  # fmt: skip
     workdir = live.workdir / f"connexion-{port}"
@@ -521,6 +528,39 @@ def snap(page, name: str) -> None:
         shots.append((name, page.screenshot(full_page=True)))
     except Exception as exc:  # a failed screenshot must not fail the step
         shots.append((f"{name}-screenshot-failed-{type(exc).__name__}", b""))
+
+
+# -- widths and kept screenshots --------------------------------------------------------
+
+#: The widths every page is checked at: a laptop, and a phone (an iPhone 12 to 15).
+DESKTOP_WIDTH = 1280
+PHONE_WIDTH = 390
+SCREENS = ARTIFACTS / "screens"
+
+
+def set_width(page, width: int, height: int | None = None) -> None:
+    """Resize the viewport to *width* CSS px (a phone's height below 768 px wide)."""
+    page.set_viewport_size({"width": width, "height": height or (844 if width < 768 else 900)})
+
+
+def width_name(name: str, width: int) -> str:
+    """A page name for *width*: unchanged at the desktop width, ``<name>@390`` on a phone,
+    so that the phone screenshots and reports are told apart."""
+    return name if width == DESKTOP_WIDTH else f"{name}@{width}"
+
+
+def keep_screenshot(page, name: str) -> Path | None:
+    """Save a full-page screenshot as ``test-artifacts/screens/<name>.png`` whatever the
+    outcome of the test (unlike :func:`snap`, which keeps them only for a failure), and
+    add it to the test's :func:`snap` list too."""
+    snap(page, name)
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    path = SCREENS / f"{re.sub(r'[^A-Za-z0-9_.@-]+', '_', name)}.png"
+    try:
+        page.screenshot(path=str(path), full_page=True)
+    except Exception:  # a failed screenshot must not fail the step
+        return None
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,7 @@ from clients.mockrp import AuthorizationResult, HTTPTransport, MockRP, MockRPErr
 SESSION_COOKIE = "rp_session"
 SCOPE = "openid profile email"
 #: Query parameters of ``/login`` forwarded to the authorization request.
-PASSTHROUGH = ("acr_values", "max_age", "prompt")
+PASSTHROUGH = ("acr_values", "max_age", "prompt", "ui_locales")
 
 _PAGE = """<!doctype html>
 <html lang="en">

@@ -12,8 +12,14 @@ Two providers, both served as ``http://localhost:PORT`` (WebAuthn needs a host n
   three failed second-factor attempts, the help desk settings set (``[ui]``);
 - ``enforced``: the same, but MFA required since yesterday.
 
-Besides axe-core, every page must not scroll sideways at 320 CSS px (WCAG 1.4.10 reflow),
-and the sign-in can be completed with the keyboard alone, with a visible focus outline on
+Every page is checked at two widths, 1280 px (a laptop) and 390 px (a phone): axe-core
+at each, no sideways scrolling at 390 px (``scrollWidth <= innerWidth``) nor at 320 CSS px
+(WCAG 1.4.10 reflow), and a full-page screenshot of each kept in
+``test-artifacts/screens/<page>.png`` and ``<page>@390.png`` whatever the outcome (the
+README's screenshots come from there). Besides the provider's sign-in, set-up, account and
+challenge pages, the journeys open the confirmation dialogs (USWDS modals) and the
+confirmation pages shown without JavaScript, every admin page, and every Connexion page.
+The sign-in can be completed with the keyboard alone, with a visible focus outline on
 every element Tab reaches.
 
 The pages run in the ``a11y_page`` context, which bypasses the provider's CSP so that
@@ -36,14 +42,20 @@ from tests.integration.mfa_helpers import totp_code
 
 from .axe import AxeAudit, require_axe
 from .conftest import (
+    DESKTOP_WIDTH,
+    PHONE_WIDTH,
     LiveServer,
     User,
     VirtualAuthenticator,
+    keep_screenshot,
     new_user,
     page_basics,
+    run_connexion,
     run_provider,
     run_rp,
+    set_width,
     snap,
+    width_name,
 )
 from .rp_app import RelyingParty
 
@@ -94,21 +106,41 @@ def enforced(tmp_path_factory, keys_dir) -> Iterator[Provider]:
         yield Provider(live, rp)
 
 
+WIDTHS = (DESKTOP_WIDTH, PHONE_WIDTH)
+
+
 class _Audit(AxeAudit):
-    """axe-core plus the :func:`page_basics` smoke and a screenshot of each page."""
+    """axe-core at 1280 and 390 px, the :func:`page_basics` smoke, no sideways scrolling
+    at 390 px nor at 320 px, and a kept screenshot of each page at both widths."""
+
+    def check(self, page: Page, name: str, *, context: Any = None) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        try:
+            for width in WIDTHS:
+                set_width(page, width)
+                label = width_name(name, width)
+                keep_screenshot(page, label)
+                found += super().check(page, label, context=context)
+                wide = overflow(page)
+                if wide:
+                    self.failures.append(
+                        f"{label} ({page.url}): scrolls sideways at {width} px, overflowing: {wide}"
+                    )
+            reflow = overflow_at_320(page)
+            if reflow:
+                self.failures.append(
+                    f"{name} ({page.url}): scrolls sideways at 320 CSS px (WCAG 1.4.10), "
+                    f"overflowing: {reflow}"
+                )
+        finally:
+            set_width(page, DESKTOP_WIDTH)
+        return found
 
     def page(self, page: Page, name: str) -> None:
-        snap(page, name)
         basics = page_basics(page)
         if basics:
             self.failures.append(f"{name} ({page.url}): page basics\n  " + "\n  ".join(basics))
         self.check(page, name)
-        reflow = overflow_at_320(page)
-        if reflow:
-            self.failures.append(
-                f"{name} ({page.url}): scrolls sideways at 320 CSS px (WCAG 1.4.10), "
-                f"overflowing: {reflow}"
-            )
 
 
 @pytest.fixture(scope="module")
@@ -119,14 +151,15 @@ def axe_ready() -> None:
 
 
 @pytest.fixture
-def audit(axe_ready) -> _Audit:
+def audit(axe_ready, a11y_page) -> _Audit:
+    set_width(a11y_page, DESKTOP_WIDTH)
     return _Audit()
 
 
 _OVERFLOW = """
 () => {
-  const width = document.documentElement.clientWidth;
-  if (document.documentElement.scrollWidth <= width) return [];
+  const width = Math.min(document.documentElement.clientWidth, window.innerWidth);
+  if (document.documentElement.scrollWidth <= window.innerWidth) return [];
   const out = [];
   for (const el of document.body.querySelectorAll("*")) {
     if (el.getBoundingClientRect().right <= width + 0.5) continue;
@@ -137,6 +170,12 @@ _OVERFLOW = """
   return out.length ? [...new Set(out)].slice(0, 10) : ["(the document)"];
 }
 """
+
+
+def overflow(page: Page) -> list[str]:
+    """The elements that stick out sideways at the current width (``scrollWidth`` of
+    the document wider than ``innerWidth``); empty when nothing does."""
+    return list(page.evaluate(_OVERFLOW))
 
 
 def overflow_at_320(page: Page) -> list[str]:
@@ -209,7 +248,7 @@ def open_signin(page: Page, live: LiveServer, rp: RelyingParty) -> None:
 def submit_password(page: Page, email: str, password: str) -> None:
     page.get_by_label("Email address").fill(email)
     page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
 
 
 def allow_consent(page: Page, live: LiveServer, rp: RelyingParty, audit: _Audit | None) -> None:
@@ -441,8 +480,15 @@ def test_account_security_and_passkey_pages(
     authenticator.set_user_verified(True)
     page.get_by_label("Name for this key (optional)").fill("Virtual passkey")
     button.click()
-    expect(page).to_have_url(_at(live.issuer, "/account/security?added=webauthn"))
+    # The first method: the recommendation of a second one, then the account page.
+    expect(page).to_have_url(
+        re.compile(r"/(mfa/recommend\?next=account&|account/security\?)added=webauthn")
+    )
     expect(page.get_by_role("status").first).to_have_text("Security key or passkey added.")
+    if "/mfa/recommend" in page.url:
+        audit.page(page, "recommend-account")
+        page.get_by_role("button", name="Not now").click()
+        expect(page).to_have_url(_at(live.issuer, "/account/security"))
     audit.page(page, "account-added")
 
     page.get_by_role("link", name="Authenticator app", exact=True).click()
@@ -462,10 +508,32 @@ def test_account_security_and_passkey_pages(
     app_row = page.get_by_role("row", name=re.compile("Authenticator app"))
     app_row.get_by_role("button", name="Make default").click()
     expect(page.get_by_role("status").first).to_have_text("Default method changed.")
-    expect(app_row.locator(".tag")).to_have_text("default")
+    expect(app_row.locator(".usa-tag")).to_have_text("default")
     audit.page(page, "account-default-changed")
 
+    # Removing asks first: a USWDS modal, and without JavaScript a confirmation page.
+    codes_row = page.get_by_role("row", name=re.compile("Recovery codes"))
+    remove = codes_row.get_by_role("button", name="Remove")
+    remove.click()
+    dialog = page.get_by_role("dialog", name="Remove recovery codes?")
+    expect(dialog.get_by_role("heading")).to_be_visible()
+    audit.page(page, "account-remove-dialog")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog.get_by_role("heading")).to_be_hidden()
+    # The form as a browser without JavaScript posts it: no confirm=yes.
+    remove.evaluate("b => b.form.requestSubmit(b)")
+    h1(page, "Remove recovery codes?")
+    audit.page(page, "account-remove-confirm")
+    page.get_by_role("button", name="Yes, remove").click()
+    expect(page).to_have_url(_at(live.issuer, "/account/security"))
+    expect(page.get_by_role("status").first).to_have_text("Recovery codes removed.")
+    audit.page(page, "account-removed")
+
     page.context.clear_cookies()
+    # The password way: without passkey autofill (which would pick the passkey at once).
+    page.add_init_script(
+        "PublicKeyCredential.isConditionalMediationAvailable = () => Promise.resolve(false);"
+    )
     page.goto(f"{live.issuer}/account/security")
     submit_password(page, user.email, user.password)
     expect(page).to_have_url(_at(live.issuer, "/mfa/challenge?"))
@@ -528,12 +596,16 @@ def test_signin_with_the_keyboard_only(
 ):
     page, live = a11y_page, live_server
     open_signin(page, live, rp_server)
-    # The email field has focus on arrival; before it, only the skip link.
+    # The email field has focus on arrival; before it, only the language link and the
+    # skip link.
     assert assert_focus_visible(page, "sign-in")["id"] == "email"
+    page.keyboard.press("Shift+Tab")
+    language = assert_focus_visible(page, "sign-in")
+    assert language["text"] == "Español", language
     page.keyboard.press("Shift+Tab")
     skip = assert_focus_visible(page, "sign-in")
     assert skip["text"] == "Skip to main content", skip
-    tab_to(page, "sign-in", lambda f: f["id"] == "email", limit=1)
+    tab_to(page, "sign-in", lambda f: f["id"] == "email", limit=2)
     page.keyboard.type(user.email)
     page.keyboard.press("Tab")
     assert assert_focus_visible(page, "sign-in")["id"] == "password"
@@ -556,3 +628,108 @@ def test_signin_with_the_keyboard_only(
     page.keyboard.press("Enter")
     expect(page).to_have_url(_at(rp_server.url, "/callback?"))
     assert rp_server.last_claims and rp_server.last_claims["email"] == user.email
+
+
+# -- 6. the admin pages ----------------------------------------------------------------------
+
+
+def test_admin_pages(audit: _Audit, a11y_page: Page, live_server: LiveServer, browser_log):
+    """Every admin page at full width, the help desk's confirmation dialog and page."""
+    from .test_admin_browser import cli, sign_in_as_new_admin
+
+    page, live = a11y_page, live_server
+    sign_in_as_new_admin(page, live, browser_log)
+    audit.page(page, "admin-home")
+
+    page.get_by_role("link", name="Applications (clients)").click()
+    h1(page, "Applications")
+    audit.page(page, "admin-clients")
+    page.get_by_role("link", name="Register an application").click()
+    h1(page, "Register an application")
+    audit.page(page, "admin-client-new")
+    page.get_by_label("Name shown to users").fill("Supplier portal")
+    page.get_by_label(re.compile("^Redirect URIs")).fill("http://portal.example.gov/callback")
+    page.get_by_role("button", name="Register").click()
+    expect(page.get_by_role("alert")).to_contain_text("must use https")
+    audit.page(page, "admin-client-new-error")
+    page.get_by_label(re.compile("^Redirect URIs")).fill("https://portal.example.gov/callback")
+    page.get_by_role("button", name="Register").click()
+    h1(page, "Application registered")
+    audit.page(page, "admin-client-secret")
+    page.get_by_role("link", name="Back to applications").click()
+    page.get_by_role("link", name="Supplier portal").click()
+    h1(page, "Edit Supplier portal")
+    audit.page(page, "admin-client-edit")
+    page.get_by_role("button", name="Delete…").click()
+    h1(page, "Delete Supplier portal?")
+    audit.page(page, "admin-client-delete")
+
+    cli(live, "users", "create", "--email", "stuck@example.com", "--name", "Sam Stuck",
+        "--unverified", stdin="a passphrase for a stuck user\n")  # fmt: skip
+    page.get_by_role("link", name="Help desk: users").click()
+    h1(page, "Help desk")
+    page.get_by_label("Find a user by email or name").fill("Sam Stuck")
+    page.get_by_role("button", name="Search").click()
+    audit.page(page, "admin-users")
+    page.get_by_role("link", name="stuck@example.com").click()
+    h1(page, "stuck@example.com")
+    audit.page(page, "admin-user")
+    lock = page.get_by_role("button", name="Lock", exact=True)
+    lock.click()
+    dialog = page.get_by_role("dialog", name=re.compile("^Lock sign-in for"))
+    expect(dialog.get_by_role("heading")).to_be_visible()
+    audit.page(page, "admin-user-dialog")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog.get_by_role("heading")).to_be_hidden()
+    lock.evaluate("b => b.form.requestSubmit(b)")  # as without JavaScript
+    h1(page, re.compile("^Lock sign-in for"))
+    audit.page(page, "admin-user-confirm")
+    page.get_by_role("button", name="Yes, lock").click()
+    expect(page.get_by_role("status")).to_have_text("Sign-in locked; sessions ended.")
+    audit.page(page, "admin-user-done")
+
+    page.get_by_role("link", name="Audit trail").click()
+    h1(page, "Audit trail")
+    audit.page(page, "admin-audit")
+    page.get_by_role("link", name="MFA adoption").click()
+    h1(page, "MFA adoption")
+    audit.page(page, "admin-mfa")
+    audit.assert_clean()
+
+
+# -- 7. Connexion, the sample relying party -------------------------------------------------
+
+
+def test_connexion_pages(audit: _Audit, a11y_page: Page, enforced: Provider, browser_log):
+    """Every Connexion page (with its official-site banner) at both widths."""
+    from . import test_connexion_journeys as cx
+
+    page, log = a11y_page, browser_log
+    with run_connexion(enforced.live) as server:
+        site = cx.Site(enforced.live, server)
+        user = new_user(site.live)
+        cx.landing(page, site, log, audit)
+        page.locator("summary").first.click()  # "Here's how you know"
+        expect(page.get_by_text("Official websites use .gov")).to_be_visible()
+        audit.check(page, "connexion-banner-open")
+        page.get_by_role("main").get_by_role("link", name="Sign in").click()
+        cx.at_provider_signin(page, site, log)
+        cx.submit_password(page, user)
+        cx.choose_second_step(page, site, log, "Authenticator app")
+        cx.set_up_authenticator_app(page, log)
+        cx.skip_recommendation(page, site, log)
+        cx.at_dashboard(page, site, user, cx.AAL2, log, audit)
+        cx.open_form_c(page)
+        cx.at_form_c(page, site)
+        cx.checked(page, log, "form-c", audit)
+        cx.submit_empty_form_c(page, site, log, audit)
+        cx.file_form_c(page, site, log, audit)
+        page.goto(f"{site.cx.base_url}/form-c/confirmation/FC-2000H1-0000000000")
+        h1(page, "Report not found")
+        cx.checked(page, log, "error-not-found", audit, status=True)
+        page.goto(f"{site.cx.base_url}/logout")
+        h1(page, "Sign out")
+        cx.checked(page, log, "sign-out", audit)
+        page.get_by_role("main").get_by_role("button", name="Sign out").click()
+        cx.at_signed_out(page, site, log, audit)
+    audit.assert_clean()

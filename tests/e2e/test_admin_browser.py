@@ -56,6 +56,13 @@ def refused_as_expected(log: BrowserLog) -> None:
     log.console = [m for m in log.console if "status of 400" not in m["text"]]
 
 
+def confirm(page: Page, yes: str) -> None:
+    """Answer the USWDS confirmation dialog that a destructive action opens."""
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_role("heading")).to_be_visible()
+    dialog.get_by_role("button", name=yes).click()
+
+
 def sign_in_as_new_admin(page: Page, live: LiveServer, log: BrowserLog) -> AuthenticatorApp:
     """Create an administrator, sign in at /admin and set up the authenticator app the
     admin pages insist on; ends on the admin home page."""
@@ -66,7 +73,7 @@ def sign_in_as_new_admin(page: Page, live: LiveServer, log: BrowserLog) -> Authe
     expect(page).to_have_url(re.compile(r"/signin\?next=admin$"))
     page.get_by_label("Email address").fill(email)
     page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     expect(page).to_have_url(re.compile(r"/mfa/challenge\?next=/admin"))
     admin_page(page, log, "Verify it's you")
     expect(page.get_by_role("alert")).to_contain_text("need a second sign-in step")
@@ -161,6 +168,7 @@ def test_admin_helps_a_user_reads_the_audit_trail_and_the_mfa_dashboard(
     expect(page.locator("#factors")).to_have_text("No sign-in methods.")
 
     page.get_by_role("button", name="Lock", exact=True).click()
+    confirm(page, "Yes, lock")
     expect(page.get_by_role("status")).to_have_text("Sign-in locked; sessions ended.")
     expect(page).to_have_url(re.compile(r"/admin/users/\d+$"))  # nothing in the URL
     expect(page.locator("#lock-admin")).to_contain_text("Locked by the help desk: locked until")
@@ -170,10 +178,12 @@ def test_admin_helps_a_user_reads_the_audit_trail_and_the_mfa_dashboard(
     page.get_by_role("button", name="Unlock").click()
     expect(page.get_by_role("status")).to_have_text("Sign-in and second-step locks cleared.")
     page.get_by_role("button", name="Disable account").click()
+    confirm(page, "Yes, disable")
     expect(page.get_by_role("status")).to_have_text("Account disabled.")
     page.get_by_role("button", name="Enable account").click()
     expect(page.get_by_role("status")).to_have_text("Account enabled.")
     page.get_by_role("button", name="Revoke sessions and tokens").click()
+    confirm(page, "Yes, revoke")
     expect(page.get_by_role("status")).to_contain_text("Ended 0 session(s)")
     page.get_by_role("button", name="Resend verification email").click()
     expect(page.get_by_role("status")).to_have_text("Verification email sent.")
@@ -184,10 +194,12 @@ def test_admin_helps_a_user_reads_the_audit_trail_and_the_mfa_dashboard(
     )
     page.get_by_label(re.compile("^Reason for resetting")).fill("   ")
     page.get_by_role("button", name="Reset MFA").click()
+    confirm(page, "Yes, reset MFA")
     expect(page.get_by_role("alert")).to_contain_text("Say why")
     refused_as_expected(log)
     page.get_by_label(re.compile("^Reason for resetting")).fill("lost phone; caller verified")
     page.get_by_role("button", name="Reset MFA").click()
+    confirm(page, "Yes, reset MFA")
     expect(page.get_by_role("status")).to_contain_text("must set one up")
     events = page.locator("#events").inner_text()
     for name in ("user.locked", "user.unlocked", "user.disabled", "user.enabled",
@@ -210,6 +222,7 @@ def test_admin_helps_a_user_reads_the_audit_trail_and_the_mfa_dashboard(
     assert page.locator("#reason-status").evaluate("el => el.validity.valueMissing")
     page.locator("#reason-status").fill("ticket 81, called back on file number")
     page.get_by_role("button", name="Revoke sessions and tokens").click()
+    confirm(page, "Yes, revoke")
     expect(page.get_by_role("status")).to_contain_text("Ended 0 session(s)")
     assert "user.sessions_revoked" in page.locator("#events").inner_text()
     page.get_by_role("link", name="Help desk: users").click()
@@ -245,7 +258,7 @@ def test_admin_helps_a_user_reads_the_audit_trail_and_the_mfa_dashboard(
     without = int(page.locator("#fig-without").inner_text())
     assert without >= 3 and active >= without + 1  # the admin has an authenticator app
     expect(page.locator("figure.chart svg")).to_be_visible()
-    expect(page.locator("#fig-deadline")).to_contain_text("2099-01-01")
+    expect(page.locator("#fig-deadline")).to_contain_text("January 1, 2099")
     with page.expect_download() as download:
         page.get_by_role("link", name=re.compile("Download the list of users without MFA")).click()
     text = download.value.path().read_text("utf-8")

@@ -99,6 +99,9 @@ class Site:
 
 @contextmanager
 def _site(tmp_path_factory, keys_dir, env: dict[str, str]) -> Iterator[Site]:
+    # No "sign in faster next time" page in these journeys (tests/e2e/test_mfa_browser.py
+    # walks it).
+    env = {"IDP_WEBAUTHN_PASSKEY_OFFER_DAYS": "0", **env}
     with (
         run_provider(tmp_path_factory, keys_dir, env, "localhost") as live,
         run_connexion(live) as cx,
@@ -229,7 +232,7 @@ def at_provider_signin(page: Page, site: Site, log: BrowserLog) -> None:
 def submit_password(page: Page, user: User) -> None:
     page.get_by_label("Email address").fill(user.email)
     page.get_by_label("Password").fill(user.password)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
 
 
 def at_dashboard(
@@ -409,7 +412,7 @@ def test_after_the_enforcement_date_the_user_sets_up_an_authenticator_app(
     skip_recommendation(page, site, browser_log)
 
     amr = at_dashboard(page, site, user, AAL2, browser_log)
-    assert {"password", "authenticator app code", "more than one factor"} <= set(amr), amr
+    assert {"password", "authenticator app code", "more than one sign-in step"} <= set(amr), amr
     expect(page.get_by_role("region", name="Form C semi-annual report")).to_contain_text(
         "You can file it now without another check"
     )
@@ -430,8 +433,12 @@ def enroll_authenticator_app_at_the_provider(
     checked(page, log, "provider-account")
     page.get_by_role("link", name="Authenticator app", exact=True).click()
     app = set_up_authenticator_app(page, log)
-    expect(page).to_have_url(_at(site.live.issuer, "/account/security?added=totp"))
+    # The first method: a backup is suggested at once; this user declines for now.
+    expect(page).to_have_url(_at(site.live.issuer, "/mfa/recommend?next=account&added=totp"))
     expect(page.get_by_role("status")).to_have_text("Authenticator app added.")
+    checked(page, log, "provider-recommend-account")
+    page.get_by_role("button", name="Not now").click()
+    expect(page).to_have_url(_at(site.live.issuer, "/account/security"))
     return app
 
 
@@ -520,6 +527,10 @@ def test_passkey_set_up_and_sign_in_again_through_connexion(
     sign_count = creds[0]["signCount"]
 
     sign_out_of_connexion(page, site, browser_log)
+    # The password way: without passkey autofill (which would pick the passkey at once).
+    page.add_init_script(
+        "PublicKeyCredential.isConditionalMediationAvailable = () => Promise.resolve(false);"
+    )
     page.get_by_role("main").get_by_role("link", name="Sign in").click()
     at_provider_signin(page, site, browser_log)
     submit_password(page, user)
@@ -565,6 +576,39 @@ def test_sign_out_of_connexion_ends_the_provider_session(
     at_provider_signin(page, site, browser_log)
     submit_password(page, user)
     at_dashboard(page, site, user, AAL1, browser_log)
+
+
+# -- 5b. signing out at the provider ends the Connexion session (back-channel logout) ----
+
+
+def test_sign_out_on_the_providers_account_page_signs_out_of_connexion(
+    browser_page: Page, optional: Site, browser_log: BrowserLog
+):
+    """Connexion is registered with its back-channel logout URI: signing out on the
+    provider's account page makes the provider POST a logout token to Connexion, and
+    Connexion's next page asks for a sign-in again."""
+    page, site = browser_page, optional
+    user = new_user(site.live)
+    sign_in_at_connexion(page, site, browser_log)
+    submit_password(page, user)
+    at_dashboard(page, site, user, AAL1, browser_log)
+
+    page.goto(f"{site.live.issuer}/account/security")
+    expect(page).to_have_url(f"{site.live.issuer}/account/security")
+    checked(page, browser_log, "provider-account")
+    page.get_by_role("button", name="Sign out").first.click()
+    expect(page).not_to_have_url(f"{site.live.issuer}/account/security")
+
+    # The logout token travels server to server; reload Connexion until it has arrived
+    # (a few milliseconds; at most ten seconds here).
+    deadline = time.monotonic() + 10
+    while True:
+        page.goto(f"{site.cx.base_url}/dashboard")
+        if "/signin?" in page.url or time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(200)
+    at_provider_signin(page, site, browser_log)
+    landing(page, site, browser_log)  # signed out: the header offers "Sign in" only
 
 
 # -- 6. accessibility of every Connexion page -------------------------------------------

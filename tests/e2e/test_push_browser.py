@@ -61,7 +61,7 @@ def sign_in(page: Page, live: LiveServer, rp: RelyingParty, user) -> None:
     expect(page).to_have_url(re.compile(rf"^{re.escape(live.issuer)}/signin\?"))
     page.get_by_label("Email address").fill(user.email)
     page.get_by_label("Password").fill(user.password)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
 
 
 def finish_at_rp(page: Page, live: LiveServer, rp: RelyingParty, user) -> list[str]:

@@ -123,7 +123,7 @@ def test_register_verify_sign_in_and_set_up_sms(
     expect(page).to_have_url(re.compile(r"/mfa/setup\?txn="))
     expect(page.get_by_role("button", name="Remind me later")).to_have_count(0)
     checked(page, browser_log, "setup")
-    page.get_by_role("link", name="Text message (SMS)", exact=True).click()
+    page.get_by_role("link", name="Text message", exact=True).click()
 
     # The phone number, then the code the text message carries.
     page.get_by_label("Phone number").fill(PHONE)

@@ -37,7 +37,7 @@ def _submit_password(page: Page, email: str, password: str) -> None:
     page.get_by_label("Email address").fill(email)
     page.get_by_label("Password").fill(password)
     snap(page, "signin-filled")
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
 
 
 def _sign_in_and_allow(page: Page, live: LiveServer, rp: RelyingParty, user: User) -> None:

@@ -47,9 +47,11 @@ def path_of(resp: Response) -> str:
 
 
 def walk(rp: MockRP, resp: Response, *, email: str, password: str, consent: str = "allow",
-         max_steps: int = 15) -> Response:  # fmt: skip
+         max_steps: int = 15, passkey_offer: str | None = "skip") -> Response:  # fmt: skip
     """Follow redirects and fill sign-in and consent pages; stop at a second-factor or
-    account page (returned) or at the redirect to the client (the 302 is returned)."""
+    account page (returned) or at the redirect to the client (the 302 is returned).
+    The passkey offer after a password sign-in is answered with *passkey_offer* ("Not
+    now" by default; None stops there)."""
     for _ in range(max_steps):
         if 300 <= resp.status < 400:
             loc = resp.location or ""
@@ -58,6 +60,9 @@ def walk(rp: MockRP, resp: Response, *, email: str, password: str, consent: str 
             resp = rp.transport.request("GET", loc)
             continue
         path = path_of(resp)
+        if path == "/mfa/passkey/offer" and passkey_offer is not None and resp.status == 200:
+            resp = rp.submit(resp, button=("choice", passkey_offer))
+            continue
         if path.startswith(("/mfa/", "/account")):
             return resp
         forms = parse_forms(resp.text, resp.url)

@@ -195,6 +195,20 @@ def act(rp: MockRP, page, fid: int, action: str, **fields):
     return rp.submit_form(form, button=("action", action))
 
 
+def done(rp: MockRP, resp):
+    """An action's answer: a redirect (303) to the account page, which is then shown."""
+    assert resp.status == 303, (resp.status, resp.text[:300])
+    assert path_of_location(resp) == "/account/security"
+    return get(rp, resp.location)
+
+
+def remove(rp: MockRP, fid: int):
+    """Press "Remove", then "Yes, remove" on the confirmation page the server shows."""
+    page = act(rp, get(rp, "/account/security"), fid, "remove")
+    assert page.status == 200 and "Yes, remove" in page.text, (page.status, page.location)
+    return act(rp, page, fid, "remove")
+
+
 def forged(rp: MockRP, fid: int, action: str, **fields):
     """The same POST without a CSRF token (e.g. from another site)."""
     return rp.transport.request(
@@ -264,7 +278,8 @@ def test_factors_are_listed_without_secrets(app, rp_factory, clock):
     rp = rp_factory()
     signin_to_account(rp)
     secret, resp = add_totp(rp, clock, "Pixel phone")
-    assert resp.location.endswith("/account/security?added=totp")
+    # The first method: the next page offers recovery codes and a second method.
+    assert resp.location.endswith("/mfa/recommend?next=account&added=totp")
     page = get(rp, resp.location)
     assert "Authenticator app added." in page.text
     let_time_pass(app, rp, 5)
@@ -281,8 +296,10 @@ def test_factors_are_listed_without_secrets(app, rp_factory, clock):
     assert "Authenticator app" in totp_row
     from datetime import UTC, datetime
 
-    today = datetime.now(UTC).strftime("%b %-d, %Y")
-    added, last_used = re.findall(r"<td>([^<]*)</td>", totp_row)[-2:]
+    from idp.wording import long_date
+
+    today = long_date(datetime.now(UTC))
+    added, last_used = re.findall(r"<td[^>]*>([^<]*)</td>", totp_row)[-2:]
     assert added == today
     assert last_used.startswith(today) and last_used.endswith("UTC")  # used to enroll
     recovery = next(r for r in re.findall(r"<tr>(.*?)</tr>", page.text, re.S) if "Recovery" in r)
@@ -315,13 +332,13 @@ def test_rename_and_default_need_csrf_and_the_default_is_offered_first(app, rp_f
         ("Blue key", False),
     ]
 
-    resp = act(rp, page, phone, "rename", label="  Work phone  ")
-    assert resp.status == 200 and "Name saved." in resp.text
+    resp = done(rp, act(rp, page, phone, "rename", label="  Work phone  "))
+    assert "Name saved." in resp.text
     assert factor_id(app, "Work phone") == phone
     assert 'value="Work phone"' in resp.text
-    resp = act(rp, resp, phone, "rename", label="<b>x</b>")
-    assert resp.status == 200 and "<b>x</b>" not in resp.text and "&lt;b&gt;x" in resp.text
-    resp = act(rp, resp, phone, "rename", label="Work phone")
+    resp = done(rp, act(rp, resp, phone, "rename", label="<b>x</b>"))
+    assert "<b>x</b>" not in resp.text and "&lt;b&gt;x" in resp.text
+    resp = done(rp, act(rp, resp, phone, "rename", label="Work phone"))
     resp = act(rp, resp, phone, "rename", label="   ")
     assert resp.status == 400 and "Enter a name." in resp.text
     assert factor_id(app, "Work phone") == phone
@@ -336,11 +353,13 @@ def test_rename_and_default_need_csrf_and_the_default_is_offered_first(app, rp_f
     before = first_offered()
     target = phone if before == "webauthn" else key
     kind = "totp" if target == phone else "webauthn"
-    resp = act(rp, get(rp, "/account/security"), target, "default")
-    assert resp.status == 200 and "Default method changed." in resp.text
+    resp = done(rp, act(rp, get(rp, "/account/security"), target, "default"))
+    assert "Default method changed." in resp.text
     assert [f["default"] for f in factors(app) if f["id"] == target] == [True]
     assert sum(f["default"] for f in factors(app)) == 1
-    assert 'class="tag">default' in row_of(resp, "Work phone" if target == phone else "Blue key")
+    assert 'class="usa-tag">default' in row_of(
+        resp, "Work phone" if target == phone else "Blue key"
+    )
     assert first_offered() == kind
 
 
@@ -426,8 +445,8 @@ def test_removing_needs_a_recent_second_factor_and_never_the_last_one(app, rp_fa
 
     # With a second app, the first can go.
     add_totp(rp, clock, "Tablet")
-    resp = act(rp, get(rp, "/account/security"), phone, "remove")
-    assert resp.status == 200 and "Authenticator app removed." in resp.text
+    resp = done(rp, remove(rp, phone))
+    assert "Authenticator app removed." in resp.text
     assert 'value="Phone"' not in resp.text
     assert sorted(f["label"] for f in factors(app)) == ["Recovery codes", "Tablet"]
     [removed] = events(app, "mfa.factor_removed")
@@ -439,8 +458,8 @@ def test_removing_needs_a_recent_second_factor_and_never_the_last_one(app, rp_fa
 
     # Removing the recovery codes removes every code.
     recovery = factor_id(app, "Recovery codes")
-    resp = act(rp, get(rp, "/account/security"), recovery, "remove")
-    assert resp.status == 200 and "Recovery codes removed." in resp.text
+    resp = done(rp, remove(rp, recovery))
+    assert "Recovery codes removed." in resp.text
     from idp.extensions import db
     from idp.models import RecoveryCode
 
@@ -455,8 +474,8 @@ def test_the_last_factor_may_go_when_mfa_is_optional(app, rp_factory, clock):
     signin_to_account(rp)
     add_totp(rp, clock, "Phone")
     let_time_pass(app, rp, 5)
-    resp = act(rp, get(rp, "/account/security"), factor_id(app, "Phone"), "remove")
-    assert resp.status == 200 and "Authenticator app removed." in resp.text
+    resp = done(rp, remove(rp, factor_id(app, "Phone")))
+    assert "Authenticator app removed." in resp.text
     assert factors(app) == []
     assert "You have no second sign-in method yet." in resp.text
 
@@ -488,7 +507,7 @@ def test_recent_activity_in_plain_words(app, rp_factory, clock):
     secret, _ = add_totp(rp, clock, "Phone")
     let_time_pass(app, rp, 5)
     add_totp(rp, clock, "Tablet")
-    resp = act(rp, get(rp, "/account/security"), factor_id(app, "Phone"), "remove")
+    resp = done(rp, remove(rp, factor_id(app, "Phone")))
     assert resp.status == 200
     # A failed and a passed second step in another browser.
     other = rp_factory()

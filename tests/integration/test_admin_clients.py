@@ -70,9 +70,9 @@ def test_create_shows_the_secret_once(app, people):
 @pytest.mark.parametrize("uris,message", [
     ("http://rp.example.com/cb", "must use https"),
     ("https://rp.example.com/cb#frag", "must not contain a fragment"),
-    ("https://*.example.com/cb", "wildcards are not allowed"),
-    ("rp.example.com/cb", "must be an absolute https URL"),
-    ("", "at least one is required"),
+    ("https://*.example.com/cb", "has a wildcard"),
+    ("rp.example.com/cb", "must be a full address that starts with https://"),
+    ("", "Enter at least one redirect URI"),
 ])  # fmt: skip
 def test_invalid_redirect_uris_get_a_clear_message(app, people, uris, message):
     b = signed_in(app, people["admin"])
@@ -90,7 +90,7 @@ def test_edit_validates_and_audits(app, people):
     b = signed_in(app, people["admin"])
     client_id, _ = _create(b)
     bad = b.post(f"/admin/clients/{client_id}", {**NEW, "redirect_uris": "https://a/*"})
-    assert bad.status_code == 400 and "wildcards" in bad.text
+    assert bad.status_code == 400 and "wildcard" in bad.text
     resp = b.post(f"/admin/clients/{client_id}", {
         **NEW, "name": "Connexion portal", "redirect_uris": "https://portal.example.gov/cb",
         "first_party": "on", "require_mfa": "", "default_acr": "", "scope": ["openid"],

@@ -17,6 +17,7 @@ import pytest
 from idp.extensions import db
 from idp.models import Factor, User
 from idp.models.base import utcnow
+from idp.wording import long_date
 from tests.conftest import make_settings
 from tests.integration.test_admin_access import audit_events, signed_in
 
@@ -105,11 +106,11 @@ def test_dashboard_page_and_svg_chart(admin):
     text = page.text
     assert 'id="fig-active">9<' in text and 'id="fig-one">5 (56%)<' in text
     assert 'id="fig-two">2<' in text and 'id="fig-without">4<' in text
-    assert f"{deadline().isoformat()} (10 days left)" in text
+    assert f"{long_date(deadline())} (10 days left)" in text
     assert "Authenticator app: 3 users" in text
     svg = text[text.index("<svg") : text.index("</svg>")]
     assert 'role="img"' in svg and "<title" in svg and "<desc" in svg
-    assert f"enforcement {deadline().isoformat()}" in svg
+    assert f"enforcement {long_date(deadline())}" in svg
     assert "5 of 9 active users have a second sign-in step" in svg
     assert "<polyline" in svg and "<script" not in text and "style=" not in svg
     assert "http" not in svg.replace('xmlns="http://www.w3.org/2000/svg"', "")  # no CDN
@@ -160,7 +161,7 @@ def test_reminders_go_out_in_batches_with_progress(admin, app, population):
     assert "Send next batch" not in second.text
     assert _reminders(app) == WITHOUT
     text = [m for m in _mail(app) if m["to"] == "u0@example.com"][0]["text"]
-    assert f"From {deadline().isoformat()} (10 days from now)" in text
+    assert f"From {long_date(deadline())} (10 days from now)" in text
     assert "http://localhost/account/security" in text
     sent = audit_events(app, "mfa.reminder_sent")
     assert [e.user_id for e in sent] == [population[e] for e in WITHOUT]

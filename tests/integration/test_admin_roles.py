@@ -29,7 +29,7 @@ from sqlalchemy import inspect
 
 from idp.admin.access import ACTIONS, MIN_REASON, may_act
 from idp.extensions import db
-from idp.models import Factor, RecoveryCode, RefreshToken, User
+from idp.models import Factor, GroupMember, RecoveryCode, RefreshToken, User
 from idp.models.base import utcnow
 from tests.integration import test_admin_access as access
 from tests.integration.test_admin_access import audit_events, signed_in
@@ -166,6 +166,21 @@ def _check_role(app, uid, role_before):
     assert _get(app, uid).role == NEW_ROLE[role_before]
 
 
+def _a_group(app, uid, own):
+    from idp.groups import create_group, find_group
+
+    with app.app_context():
+        if find_group("suppliers") is None:
+            create_group("suppliers")
+
+
+def _check_groups(app, uid, _role):
+    from idp.groups import group_names
+
+    with app.app_context():
+        assert group_names(uid) == ["suppliers"]
+
+
 EFFECTS: dict[str, Effect] = {
     "lock": Effect("user.locked", _check_lock, fields=lambda role: {"hours": "24"}),
     "unlock": Effect("user.unlocked", _check_unlock,
@@ -179,6 +194,8 @@ EFFECTS: dict[str, Effect] = {
                                                                      email_verified=False)),
     "role": Effect("user.role_changed", _check_role,
                    fields=lambda role: {"role": NEW_ROLE[role]}),
+    "groups": Effect("group.member_added", _check_groups, prepare=_a_group,
+                     fields=lambda role: {"op": "add", "group": "suppliers"}),
 }  # fmt: skip
 
 
@@ -208,9 +225,12 @@ def snapshot(app, uid: int) -> dict[str, Any]:
             for model in (Factor, RecoveryCode, RefreshToken)
         }  # fmt: skip
         store = services().store
+        groups = sorted(db.session.execute(
+            db.select(GroupMember.group_id).filter_by(user_id=uid)).scalars())  # fmt: skip
         return {
             "user": _row(user),
             **rows,
+            "groups": groups,
             "sessions": sorted(store.members(f"user_sessions:{uid}")),
             "live_sessions": len(services().sessions.sessions_of(uid)),
             "mail": [m for m in _outbox(app) if m["to"] == user.email],
@@ -267,7 +287,7 @@ def test_role_matrix(app, make_user, actor_role, target, action, reason):
     browser = signed_in(app, actor)
     before = snapshot(app, uid)
 
-    fields = {"action": action, **effect.fields(target_role)}
+    fields = {"action": action, "confirm": "yes", **effect.fields(target_role)}
     if reason is not None:
         fields["reason"] = reason
     elif action == "reset_mfa":
@@ -325,7 +345,8 @@ def test_admin_on_admin_reset_keeps_one_reason_for_the_user_and_the_audit(app, m
     actor = _person(app, make_user, "admin")
     uid = _person(app, make_user, "admin")
     browser = signed_in(app, actor)
-    resp = browser.post(f"/admin/users/{uid}/action", {"action": "reset_mfa", "reason": REASON})
+    resp = browser.post(f"/admin/users/{uid}/action",
+                        {"action": "reset_mfa", "reason": REASON, "confirm": "yes"})  # fmt: skip
     assert resp.status_code == 302
     (event,) = audit_events(app, "mfa.reset")
     assert event.details["reason"] == REASON and event.details["actor"] == f"user:{actor}"

@@ -110,7 +110,8 @@ def test_a_taken_address_gets_the_same_answer_and_no_link(app, signed_in, make_u
     ("address", "message"),
     [
         ("not-an-address", "like name@example.com"),
-        ("", "like name@example.com"),
+        ("", "Enter your email address"),
+        ("a" * 250 + "@example.com", "at most 254 characters"),
         ("a@b", "like name@example.com"),
         ("ada@@example.com", "like name@example.com"),
         (" ADA@example.com ", "already your email"),

@@ -26,6 +26,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwkest import BadSignature
+from oic.oauth2.message import ErrorResponse
 from oic.oic import Client
 from oic.oic.message import (
     AccessTokenResponse,
@@ -316,3 +317,76 @@ def test_pyjwt_verifies_id_token_and_rfc9068_access_token(issuer, registered):
     foreign = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
     with pytest.raises(jwt.InvalidSignatureError):
         jwt.decode(at_jwt, foreign, algorithms=["RS256"], audience=client_id, issuer=issuer)
+
+
+def test_oic_asks_for_a_token_for_a_resource(issuer, make_user, make_client, app):
+    """RFC 8707 with another library on the client side: oic sends ``resource`` in the
+    authorization and token requests, and the access token it receives (verified with
+    oic's key jar against the provider's JWKS) names the API as ``aud`` and carries only
+    the API's scope."""
+    from jwkest.jws import JWS
+
+    from idp.oidc.resources import create_resource
+
+    api = "https://api.example.gov/forms"
+    with app.app_context():
+        create_resource(api, [("forms:read", "Read your forms")], name="Forms")
+    make_user()
+    client_id, secret = make_client(scope=f"{SCOPE} forms:read", resources=[api])
+    rp = oic_client(issuer, client_id, secret)
+    state, nonce = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    pkce, verifier = rp.add_code_challenge()
+    url, _body, _headers, request = rp.authorization_request_info(
+        request_args={
+            "response_type": "code",
+            "scope": f"{SCOPE} forms:read",
+            "redirect_uri": RP_CB,
+            "state": state,
+            "nonce": nonce,
+            "resource": api,
+            **pkce,
+        }
+    )
+    assert "resource=https%3A%2F%2Fapi.example.gov%2Fforms" in url
+    location = drive_front_channel(requests.Session(), url, issuer)
+    aresp = rp.parse_response(AuthorizationResponse, info=location, sformat="urlencoded")
+    assert isinstance(aresp, AuthorizationResponse), aresp.to_dict()
+    tokens = rp.do_access_token_request(
+        state=state,
+        request_args={
+            "code": aresp["code"],
+            "redirect_uri": RP_CB,
+            "code_verifier": verifier,
+            "resource": api,
+        },
+        authn_method="client_secret_basic",
+    )
+    assert isinstance(tokens, AccessTokenResponse), tokens.to_dict()
+    assert tokens["scope"] == ["forms:read"]
+    # oic verified the ID token; the access token is verified here with its key jar.
+    assert tokens["id_token"]["aud"] == [client_id]
+    keys = rp.keyjar.get_verify_key(owner=issuer)
+    claims = JWS().verify_compact(tokens["access_token"], keys)
+    assert claims["aud"] == api and claims["scope"] == "forms:read"
+    assert claims["client_id"] == client_id and claims["sub"] == tokens["id_token"]["sub"]
+    # A token for the API is no token for the userinfo endpoint.
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert requests.get(rp.userinfo_endpoint, headers=bearer, timeout=10).status_code == 403
+    # An API this client may not use: oic reads invalid_target (RFC 8707 2) from the
+    # redirect, with its state (as a generic error response: oic's authorization error
+    # class knows only the RFC 6749 4.1.2.1 codes).
+    state = secrets.token_urlsafe(16)
+    url, _body, _headers, _request = rp.authorization_request_info(
+        request_args={
+            "response_type": "code",
+            "scope": SCOPE,
+            "redirect_uri": RP_CB,
+            "state": state,
+            "nonce": nonce,
+            "resource": "https://payroll.example.gov/",
+            **rp.add_code_challenge()[0],
+        }
+    )
+    location = drive_front_channel(requests.Session(), url, issuer)
+    refused = rp.parse_response(ErrorResponse, info=location, sformat="urlencoded")
+    assert (refused["error"], refused["state"]) == ("invalid_target", state)

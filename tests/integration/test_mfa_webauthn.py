@@ -15,8 +15,10 @@ import cbor2
 import pytest
 
 from clients.mockrp import MockRP
+from clients.mockrp.forms import parse_forms
 from tests.conftest import PASSWORD, make_settings
 from tests.integration.mfa_helpers import (
+    ISSUER,
     browsers,
     get,
     link,
@@ -40,7 +42,12 @@ EVIL = "http://evil.example"
 
 @pytest.fixture
 def settings(tmp_path, keys_dir):
-    return make_settings(tmp_path, keys_dir, mfa={"required": True, "enforce_from": ""})
+    return make_settings(
+        tmp_path,
+        keys_dir,
+        mfa={"required": True, "enforce_from": ""},
+        webauthn={"passkey_offer_days": 30},
+    )
 
 
 @pytest.fixture
@@ -63,8 +70,10 @@ def complete(rp: MockRP, resp, email: str = EMAIL) -> dict:
     """Walk to the client (skipping the backup-method recommendation) and return the
     verified ID token claims."""
     resp = walk(rp, resp, email=email, password=PASSWORD)
-    if resp.status == 200 and path_of(resp) == "/mfa/recommend":
-        resp = walk(rp, submit(rp, resp, button=("choice", "skip")), email=email, password=PASSWORD)
+    for page in ("/mfa/recommend", "/mfa/passkey/offer"):
+        if resp.status == 200 and path_of(resp) == page:
+            resp = submit(rp, resp, button=("choice", "skip"))
+            resp = walk(rp, resp, email=email, password=PASSWORD)
     assert resp.is_redirect and resp.location.startswith(CB), (
         resp.status,
         resp.url,
@@ -153,7 +162,7 @@ def outbox(app) -> list[dict]:
 def assert_refused(app, resp, *, failures: int, reason: str, email: str = EMAIL) -> None:
     """The challenge answered 400 with an error, counted one more failure and audited it."""
     assert resp.status == 400, (resp.status, resp.text[:500])
-    assert 'class="error"' in resp.text
+    assert "usa-alert--error" in resp.text
     assert path_of(resp) == "/mfa/challenge"
     assert user_row(app, email).mfa_failures == failures
     failed = events(app, "mfa.failure", email)
@@ -574,3 +583,332 @@ def test_phishing_resistant_enrollment_page_says_why(app, rp_factory):
     resp = sign_in(rp, acr_values=PR)
     assert path_of(resp) == "/mfa/setup"
     assert "requires a security key or passkey" in resp.text
+
+
+# -- a sign-in with a passkey alone ------------------------------------------------------
+
+
+def at_signin(rp_factory, **extra):
+    """A new browser at the sign-in page of an authorization request."""
+    rp = rp_factory()
+    resp = rp.start(**extra)
+    while resp.is_redirect:
+        resp = get(rp, resp.location)
+    assert resp.status == 200 and path_of(resp) == "/signin", (resp.status, resp.url)
+    return rp, resp
+
+
+def passkey_options(rp: MockRP, page) -> str:
+    """POST the sign-in page's passkey form fields to the options endpoint, as
+    passkey.js does."""
+    form = next(f for f in parse_forms(page.text, page.url) if "credential" in f.fields)
+    data = {k: v for k, v in form.fields.items() if k in ("csrf_token", "txn", "next")}
+    resp = rp.transport.request("POST", f"{ISSUER}/signin/passkey/options", data=data)
+    assert resp.status == 200, (resp.status, resp.text[:300])
+    return resp.text
+
+
+def passkey_sign_in(rp: MockRP, page, credential: dict):
+    return rp.submit(page, {"credential": json.dumps(credential)})
+
+
+def all_events(app, name: str) -> list[dict]:
+    from idp.extensions import db
+    from idp.models import AuditEvent
+
+    with app.app_context():
+        rows = db.session.execute(
+            db.select(AuditEvent).filter_by(event=name).order_by(AuditEvent.id)
+        ).scalars()
+        return [{"outcome": e.outcome, "user_id": e.user_id, **(e.details or {})} for e in rows]
+
+
+def security_page(rp: MockRP) -> str:
+    resp = get(rp, "/account/security")
+    assert resp.status == 200, (resp.status, resp.url)
+    return resp.text
+
+
+PASSKEYS = [
+    pytest.param(False, (), ["hwk", "mfa", "user"], id="device-bound"),
+    pytest.param(True, (), ["mfa", "swk", "user"], id="synced"),
+    pytest.param(False, (0x00000002,), ["fpt", "hwk", "mfa", "user"], id="fingerprint"),
+    pytest.param(True, (0x00000004,), ["mfa", "pin", "swk", "user"], id="pin"),
+]
+
+
+@pytest.mark.parametrize(("backup_eligible", "uvm", "amr"), PASSKEYS)
+def test_passkey_signs_in_alone(app, rp_factory, backup_eligible, uvm, amr):
+    key = SoftAuthenticator(ES256, backup_eligible=backup_eligible, discoverable=True, uvm=uvm)
+    rp, _ = enroll(rp_factory, key)
+    row = webauthn_rows(app)[0]
+    assert row["data"]["discoverable"] is True and row["data"]["user_verified"] is True
+    assert "Can sign in without a password" in security_page(rp)
+
+    rp, page = at_signin(rp_factory)
+    assert 'autocomplete="username webauthn"' in page.text
+    assert "Sign in with a passkey" in page.text
+    options = json.loads(passkey_options(rp, page))
+    # A discoverable credential of any user, verified by the authenticator.
+    assert options["allowCredentials"] == []
+    assert options["userVerification"] == "required"
+    assert options["rpId"] == "localhost"
+    resp = passkey_sign_in(rp, page, key.get(json.dumps(options), sign_count_step=7))
+    assert resp.is_redirect, (resp.status, resp.text[:500])
+    claims = complete(rp, resp)
+
+    # No email, no password: the passkey is both steps, and phishing-resistant.
+    assert claims["acr"] == PR
+    assert claims["amr"] == amr
+    assert webauthn_rows(app)[0]["sign_count"] == 7
+    signed = events(app, "login.passkey")
+    assert [(e["outcome"], e["factor"]) for e in signed] == [("success", "webauthn")]
+    assert signed[0]["factor_id"] == row["id"]
+    # The session is the account's: its pages open without a password.
+    assert EMAIL in security_page(rp)
+
+
+def test_passkey_sign_in_without_user_verification_is_refused_as_first_step(app, rp_factory):
+    key = SoftAuthenticator(ES256, discoverable=True)
+    enroll(rp_factory, key)
+    key.user_verified = False  # the same credential, answered without a PIN or biometric
+
+    rp, page = at_signin(rp_factory)
+    resp = passkey_sign_in(rp, page, key.get(passkey_options(rp, page)))
+    assert resp.status == 400 and path_of(resp) == "/signin/passkey"
+    assert "usa-alert--error" in resp.text and "did not check that it is you" in resp.text
+    assert 'name="password"' in resp.text  # the sign-in page, to go on with the password
+    refused = events(app, "login.passkey")
+    assert [(e["outcome"], e["reason"]) for e in refused] == [("failure", "user_not_verified")]
+    # Not signed in: the account pages still ask for a sign-in.
+    assert get(rp, "/account/security").status == 302
+    # The assertion was genuine: its counter is kept, and nothing is counted against it.
+    assert webauthn_rows(app)[0]["sign_count"] == 1
+    assert user_row(app).mfa_failures == 0
+
+    # After the password, the same key without user verification is a second step.
+    rp, resp = at_challenge(rp_factory)
+    claims = complete(
+        rp, submit_credential(rp, resp, key.get(webauthn_options(rp, resp, "authenticate")))
+    )
+    assert claims["acr"] == PR
+    assert claims["amr"] == ["hwk", "mfa", "pwd", "user"]
+
+
+def test_security_key_that_is_not_discoverable_is_a_second_step_only(app, rp_factory):
+    key = SoftAuthenticator(ES256, discoverable=False)
+    rp, _ = enroll(rp_factory, key)
+    row = webauthn_rows(app)[0]
+    assert row["label"] == "Security key" and row["data"]["discoverable"] is False
+    text = security_page(rp)
+    assert "Second step only" in text and "Can sign in without a password" not in text
+
+    rp, page = at_signin(rp_factory)
+    options = passkey_options(rp, page)
+    with pytest.raises(AuthenticatorError) as info:  # nothing on it to offer
+        key.get(options)
+    assert info.value.name == "NotAllowedError"
+    # A client that answers anyway (no user handle, as from a server-side credential)
+    # is refused, and the key stays a second step only.
+    key.user_handle = None
+    key.discoverable = None
+    resp = passkey_sign_in(rp, page, key.get(options))
+    assert resp.status == 400 and "That passkey could not sign you in" in resp.text
+    assert events(app, "login.passkey")[-1]["reason"] == (
+        "user handle does not name the credential's owner"
+    )
+    assert not signs_alone(app)
+
+
+def signs_alone(app) -> bool:
+    from idp.extensions import db
+    from idp.mfa.webauthn import signs_in_alone
+    from idp.models import Factor
+
+    with app.app_context():
+        return any(signs_in_alone(f) for f in db.session.execute(db.select(Factor)).scalars())
+
+
+def test_passkey_challenge_is_single_use_and_bound_to_the_browser(app, rp_factory):
+    key = SoftAuthenticator(ES256, discoverable=True)
+    enroll(rp_factory, key)
+    rp, page = at_signin(rp_factory)
+    assertion = key.get(passkey_options(rp, page))
+    assert passkey_sign_in(rp, page, assertion).is_redirect
+
+    # Replayed: the challenge was taken, and another browser's is another challenge.
+    rp2, page2 = at_signin(rp_factory)
+    again = passkey_sign_in(rp2, page2, assertion)
+    assert again.status == 400 and "That passkey could not sign you in" in again.text
+    passkey_options(rp2, page2)
+    stolen = passkey_sign_in(rp2, page2, assertion)
+    assert stolen.status == 400 and "That passkey could not sign you in" in stolen.text
+    signed = events(app, "login.passkey")
+    assert [e["outcome"] for e in signed] == ["success", "failure", "failure"]
+    assert signed[1]["reason"] == "no pending passkey challenge"
+    assert "challenge" in signed[2]["reason"], signed[2]
+    assert len(webauthn_rows(app)) == 1 and user_row(app).mfa_failures == 0
+
+
+def test_unknown_credential_gets_the_same_answer(app, rp_factory):
+    key = SoftAuthenticator(ES256, discoverable=True)
+    enroll(rp_factory, key)
+    stranger = SoftAuthenticator(ES256, discoverable=True)
+    stranger.user_handle = key.user_handle  # even naming a real account's handle
+    rp, page = at_signin(rp_factory)
+    unknown = passkey_sign_in(rp, page, stranger.get(passkey_options(rp, page)))
+    rp, page = at_signin(rp_factory)
+    forged = passkey_sign_in(rp, page, key.get(passkey_options(rp, page), origin=EVIL))
+    assert unknown.status == forged.status == 400
+    assert "That passkey could not sign you in" in unknown.text
+    assert "That passkey could not sign you in" in forged.text
+    failed = all_events(app, "login.passkey")
+    assert [(e["outcome"], e["reason"]) for e in failed][0] == (
+        "failure",
+        "credential not registered",
+    )
+    assert failed[0]["user_id"] is None
+
+
+def test_passkey_failures_are_throttled_per_credential(app, rp_factory):
+    limit = app.extensions["idp"].settings.login.max_consecutive_failures
+    key = SoftAuthenticator(ES256, discoverable=True)
+    enroll(rp_factory, key)
+    rp, page = at_signin(rp_factory)
+    for _ in range(limit):
+        resp = passkey_sign_in(rp, page, key.get(passkey_options(rp, page), origin=EVIL))
+        assert resp.status == 400
+    # The next attempt with that credential is refused before any verification, even a
+    # good one, and says when to come back.
+    resp = passkey_sign_in(rp, page, key.get(passkey_options(rp, page)))
+    assert resp.status == 429 and int(resp.headers["Retry-After"]) > 0
+    assert len(events(app, "login.passkey")) == limit
+    # The owner's password and second step are not paused by someone else's guesses.
+    rp, resp = at_challenge(rp_factory)
+    claims = complete(
+        rp, submit_credential(rp, resp, key.get(webauthn_options(rp, resp, "authenticate")))
+    )
+    assert claims["acr"] == PR
+
+
+def test_passkey_sign_count_regression_is_refused_and_reported(app, rp_factory):
+    key = SoftAuthenticator(ES256, discoverable=True)
+    enroll(rp_factory, key, label="Laptop")
+    rp, page = at_signin(rp_factory)
+    complete(rp, passkey_sign_in(rp, page, key.get(passkey_options(rp, page), sign_count_step=10)))
+    stored = webauthn_rows(app)[0]["sign_count"]
+    sent_before = len(outbox(app))
+
+    key.set_sign_count(2)  # a copy that fell behind
+    rp, page = at_signin(rp_factory)
+    resp = passkey_sign_in(rp, page, key.get(passkey_options(rp, page)))
+    assert resp.status == 400 and "That passkey could not sign you in" in resp.text
+    assert webauthn_rows(app)[0]["sign_count"] == stored
+    clones = events(app, "mfa.webauthn_possible_clone")
+    assert len(clones) == 1 and clones[0]["outcome"] == "failure"
+    assert events(app, "login.passkey")[-1]["reason"] == "possible clone"
+    new = outbox(app)[sent_before:]
+    assert len(new) == 1 and new[0]["to"] == EMAIL and "Laptop" in new[0]["text"]
+
+
+def test_passkey_of_a_disabled_account_does_not_sign_in(app, rp_factory):
+    from idp.extensions import db
+    from idp.models import User
+
+    key = SoftAuthenticator(ES256, discoverable=True)
+    enroll(rp_factory, key)
+    with app.app_context():
+        db.session.execute(db.update(User).where(User.email == EMAIL).values(status="disabled"))
+        db.session.commit()
+    rp, page = at_signin(rp_factory)
+    resp = passkey_sign_in(rp, page, key.get(passkey_options(rp, page)))
+    assert resp.status == 403 and "disabled" in resp.text
+    assert events(app, "login.passkey")[-1]["reason"] == "disabled"
+
+
+# -- "sign in faster next time" ----------------------------------------------------------
+
+
+def _two_security_keys(rp_factory) -> SoftAuthenticator:
+    """A user with two keys that are a second step only (no passkey)."""
+    first = SoftAuthenticator(ES256, discoverable=False)
+    rp, _ = enroll(rp_factory, first, label="First")
+    page = get(rp, "/mfa/setup/webauthn?next=account")
+    assert register(rp, page, SoftAuthenticator(ES256, discoverable=False), "Second").is_redirect
+    return first
+
+
+def _password_and_key(rp_factory, key: SoftAuthenticator, **extra):
+    rp = rp_factory()
+    resp = sign_in(rp, **extra)
+    assert path_of(resp) == "/mfa/challenge", resp.url
+    resp = submit_credential(rp, resp, key.get(webauthn_options(rp, resp, "authenticate")))
+    return rp, walk(rp, resp, email=EMAIL, password=PASSWORD, passkey_offer=None)
+
+
+def _offered_days_ago(app, days: int) -> None:
+    import datetime as dt
+
+    from idp.extensions import db
+    from idp.models import User
+
+    when = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
+    with app.app_context():
+        db.session.execute(
+            db.update(User).where(User.email == EMAIL).values(passkey_offered_at=when)
+        )
+        db.session.commit()
+
+
+def test_passkey_offered_after_a_password_sign_in_at_most_monthly(app, rp_factory):
+    key = _two_security_keys(rp_factory)
+    assert user_row(app).passkey_offered_at is None
+
+    rp, resp = _password_and_key(rp_factory, key)
+    assert resp.status == 200 and path_of(resp) == "/mfa/passkey/offer", resp.url
+    assert "Sign in faster next time" in resp.text
+    # Shown is what counts: recorded at once, and a reload shows it again.
+    assert user_row(app).passkey_offered_at is not None
+    again = get(rp, resp.url)
+    assert again.status == 200 and "Sign in faster next time" in again.text
+    claims = complete(rp, again)
+    assert claims["acr"] == PR
+    assert [e["choice"] for e in events(app, "mfa.passkey_offer")] == ["skip"]
+
+    # Within the month: no offer.
+    rp, resp = _password_and_key(rp_factory, key)
+    assert resp.is_redirect and resp.location.startswith(CB), (resp.status, resp.url)
+    # Never in a re-authentication the application asked for.
+    _offered_days_ago(app, 31)
+    rp, resp = _password_and_key(rp_factory, key, prompt="login")
+    assert resp.is_redirect and resp.location.startswith(CB), (resp.status, resp.url)
+
+    # A month later: offered again; "Set up a passkey" leads to the set-up, then on.
+    rp, resp = _password_and_key(rp_factory, key)
+    assert path_of(resp) == "/mfa/passkey/offer", resp.url
+    page = walk(rp, submit(rp, resp, button=("choice", "setup")), email=EMAIL, password=PASSWORD)
+    assert path_of(page) == "/mfa/setup/webauthn", page.url
+    passkey = SoftAuthenticator(ES256, discoverable=True)
+    claims = complete(rp, register(rp, page, passkey, "Phone"))
+    assert claims["acr"] == PR
+    assert signs_alone(app)
+
+    # With a passkey, no more offers, whenever the last one was.
+    _offered_days_ago(app, 365)
+    rp, resp = _password_and_key(rp_factory, key)
+    assert resp.is_redirect and resp.location.startswith(CB), (resp.status, resp.url)
+
+
+def test_passkey_offer_page_outside_its_step_writes_nothing(app, rp_factory):
+    key = _two_security_keys(rp_factory)
+    _offered_days_ago(app, 5)
+    before = user_row(app).passkey_offered_at
+    rp, resp = _password_and_key(rp_factory, key)
+    assert resp.is_redirect and resp.location.startswith(CB)
+    rp, page = at_signin(rp_factory)
+    txn = parse_forms(page.text, page.url)[0].fields["txn"]
+    # Not signed in yet: the offer is not answered, the sign-in page comes back.
+    resp = get(rp, f"/mfa/passkey/offer?txn={txn}")
+    assert resp.is_redirect and "/signin" in resp.location
+    assert user_row(app).passkey_offered_at == before
+    assert events(app, "mfa.passkey_offer") == []

@@ -4,6 +4,7 @@ with the companion app (clients.verify) talking to the same provider."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 
@@ -458,9 +459,11 @@ def test_removing_the_device_on_the_account_page_stops_the_app(app, rp_factory):
     resp = rp.transport.request(
         "POST",
         f"http://localhost/account/factors/{device_id}",
-        data={"csrf_token": _csrf(page), "action": "remove"},
+        data={"csrf_token": _csrf(page), "action": "remove", "confirm": "yes"},
     )
-    assert resp.status == 200 and "removed" in resp.text
+    # Post/redirect/get: the account page says "... removed." (after a new challenge, as
+    # the factor this session passed is gone).
+    assert resp.status == 303 and resp.location.endswith("/account/security")
     with pytest.raises(verify_api.AppError) as err:
         verify_api.Client(account, transport=app_transport(app)).pending()
     assert err.value.status == 401 and err.value.code == "unknown_device"
@@ -589,3 +592,33 @@ def test_long_polls_fail_closed_when_the_store_is_down(app, enrolled, monkeypatc
     monkeypatch.setattr(type(store), "add_to_set", down)
     resp = _poll(app, enrolled.account, 5)
     assert resp.status_code == 503 and resp.get_json()["error"] == "temporarily_unavailable"
+
+
+def test_push_approval_opens_a_password_reset(app, enrolled):
+    """The reset challenge is the one challenge page: push works there too, bound to the
+    reset link in this browser (no session)."""
+    from clients.mockrp.forms import parse_forms
+    from tests.integration.account_helpers import link_in, outbox, post
+
+    browser = app.test_client()
+    post(browser, "/forgot", {"email": EMAIL}).close()
+    link = link_in(outbox(app, "account.password_reset")[-1], "/reset/")
+    opened = browser.get(link)
+    assert opened.status_code == 302 and "reset=" in opened.location
+    page = browser.get(opened.location + "&kind=push")
+    form = next(f for f in parse_forms(page.get_data(as_text=True), "http://localhost/")
+                if ("action", "send") in f.buttons)  # fmt: skip
+    sent = browser.post("/mfa/challenge", data={**form.fields, "action": "send"})
+    assert sent.status_code == 302, sent.get_data(as_text=True)[:300]
+    page = browser.get(sent.location)
+    number = int(re.search(r'id="push-number">(\d+)<', page.get_data(as_text=True)).group(1))
+    [challenge] = enrolled.pending()
+    assert enrolled.approve(challenge["id"], number) == {"status": "approved"}
+    token = link.rsplit("/", 1)[1]
+    assert browser.get(f"/mfa/push/status?reset={token}").json["status"] == "approved"
+    fields = next(f for f in parse_forms(page.get_data(as_text=True), "http://localhost/")
+                  if "data-push-wait" in f.attrs).fields  # fmt: skip
+    done = browser.post("/mfa/challenge", data=fields)
+    assert done.status_code == 302 and done.location.endswith(link)
+    assert 'name="password"' in browser.get(link).get_data(as_text=True)
+    assert browser.get_cookie("idp_session") is None  # nobody signed in

@@ -60,6 +60,9 @@ PERMITTED: dict[tuple[str, str], set[str]] = {
     ("register.register", "POST"): set(STAGES),
     # Signing out ends the browser's own session, whatever its stage.
     ("oidc.logout", "POST"): set(STAGES),
+    # Cancelling drops the browser's own sign-in transaction (and answers the client
+    # access_denied), whatever its stage; it issues nothing.
+    ("oidc.cancel", "POST"): set(STAGES),
     # A complete sign-in may consent, manage its factors and its account.
     ("oidc.consent", "POST"): {"password_factor"},
     ("account.factor_action", "POST"): {"password_factor"},
@@ -247,6 +250,7 @@ def _path(rule: str, stage: Stage) -> str:
         "purpose": "register",
         "challenge_id": "x" * 22,
         "handle": "x" * 22,
+        "resource_id": "1",
     }
 
     def fill(m: re.Match) -> str:
@@ -276,6 +280,7 @@ def _send(stage: Stage, endpoint: str, rule: str, method: str):
         "hours": "24",
         "role": "admin",
         "next": "account",
+        "confirm": "yes",  # past the confirmation of the destructive actions
     }
     url = f"http://localhost{path}"
     if method == "GET":
@@ -300,7 +305,7 @@ def test_every_route_is_in_the_matrix(app):
         for arg in re.findall(r"<([^>]+)>", rule):
             assert arg.split(":")[-1] in {
                 "factor_id", "user_id", "client_id", "token", "kind", "purpose",
-                "challenge_id", "handle",
+                "challenge_id", "handle", "resource_id",
             }, rule  # fmt: skip
 
 

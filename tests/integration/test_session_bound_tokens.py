@@ -224,7 +224,16 @@ class TestFactorRemoval:
             if f.action.endswith(f"/account/factors/{phone_id}")
         )
         resp = rp_b.submit_form(form, button=("action", "remove"))
-        assert resp.status == 200 and "removed" in resp.text, resp.text[:300]
+        assert resp.status == 200 and "Yes, remove" in resp.text, resp.text[:300]
+        confirm = next(
+            f
+            for f in __import__("clients.mockrp.forms", fromlist=["parse_forms"]).parse_forms(
+                resp.text, resp.url
+            )
+            if f.action.endswith(f"/account/factors/{phone_id}")
+        )
+        resp = rp_b.submit_form(confirm, button=("action", "remove"))
+        assert resp.status == 303 and resp.location.endswith("/account/security"), resp.text[:300]
 
         assert refresh_fails(rp_a, bound.refresh_token)
         assert refresh_fails(rp_b, offline.refresh_token)  # offline, but earned with Phone

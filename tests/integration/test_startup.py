@@ -168,7 +168,7 @@ def _run(env: dict[str, str]) -> subprocess.CompletedProcess:
 def test_run_without_keys_exits_with_a_hint(tmp_path):
     missing = tmp_path / "keys"
     result = _run(_env(tmp_path, missing))
-    assert result.returncode == 2, result
+    assert result.returncode == 1, result  # refused (not a usage error)
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith("error: ") and str(missing) in lines[0]
@@ -180,7 +180,7 @@ def test_run_with_an_empty_key_directory_exits_with_one_hint(tmp_path):
     empty = tmp_path / "keys"
     empty.mkdir()
     result = _run(_env(tmp_path, empty))
-    assert result.returncode == 2, result
+    assert result.returncode == 1, result
     assert str(empty) in result.stderr and "no active signing key" in result.stderr
     assert result.stderr.count("idp keys generate") == 1
 
@@ -189,7 +189,7 @@ def test_run_with_a_bad_config_names_it_without_the_keys_hint(tmp_path):
     bad = tmp_path / "idp.toml"
     bad.write_text("[server]\nworkerz = 2\n")
     result = _run(_env(tmp_path, tmp_path / "keys", IDP_CONFIG=str(bad)))
-    assert result.returncode == 2, result
+    assert result.returncode == 1, result
     assert "workerz" in result.stderr and "workers" in result.stderr
     assert "keys generate" not in result.stderr  # the keys are not the problem
 
@@ -199,6 +199,9 @@ def test_run_serves_discovery_once_keys_exist(tmp_path):
     generate_key(keys, "RS256")
     env = _env(tmp_path, keys)
     issuer = env["IDP_ISSUER"]
+    # Discovery lists the API resources' scopes: the database is migrated first, as
+    # `make run` and the runbook do.
+    subprocess.run([str(IDP), "db", "upgrade"], env=env, check=True, capture_output=True)  # noqa: S603
     proc = subprocess.Popen(  # noqa: S603
         [str(IDP), "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -221,3 +224,191 @@ def test_run_serves_discovery_once_keys_exist(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# -- one serving process on the in-memory store, whatever starts it ---------------------
+
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _serving_env(tmp_path: Path) -> dict[str, str]:
+    keys = tmp_path / "keys"
+    if not keys.exists():
+        generate_key(keys, "RS256")
+    env = _env(tmp_path, keys)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "metrics")
+    (tmp_path / "metrics").mkdir(exist_ok=True)
+    subprocess.run([str(IDP), "db", "upgrade"], env=env, check=True, capture_output=True)
+    return env
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 20) -> requests.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            return requests.get(url, timeout=2)
+        except requests.ConnectionError:
+            assert time.monotonic() < deadline, f"{url} never answered"
+            time.sleep(0.1)
+
+
+def _stop(proc: subprocess.Popen) -> str:
+    proc.terminate()
+    try:
+        out, err = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    return (out or "") + (err or "")
+
+
+def test_gunicorn_with_two_workers_on_the_memory_store_refuses_to_start(tmp_path):
+    # `-w 2` on the command line: no setting or WEB_CONCURRENCY tells the settings check.
+    env = _serving_env(tmp_path)
+    port = _free_port()
+    done = subprocess.run(
+        [str(GUNICORN), "-w", "2", "-b", f"127.0.0.1:{port}", "idp.wsgi:app"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 3, done  # gunicorn: "Worker failed to boot", master stops
+    output = done.stdout + done.stderr
+    assert "Worker failed to boot" in output
+    assert "[store] backend 'memory'" in output and "already serves this provider" in output
+    assert "Traceback" not in output
+
+    # Control: one worker serves.
+    proc = subprocess.Popen(  # noqa: S603
+        [str(GUNICORN), "-w", "1", "-b", f"127.0.0.1:{port}", "idp.wsgi:app"],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert _wait_http(f"http://127.0.0.1:{port}/healthz", proc).status_code == 200
+    finally:
+        _stop(proc)
+
+
+def test_preloaded_gunicorn_workers_refuse_requests(tmp_path):
+    # --preload: the app is built once in the master and the workers are forked from it,
+    # so only the first request of each worker can tell there are two of them.
+    env = _serving_env(tmp_path)
+    port = _free_port()
+    proc = subprocess.Popen(  # noqa: S603
+        [str(GUNICORN), "--preload", "-w", "2", "-b", f"127.0.0.1:{port}", "idp.wsgi:app"],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/healthz"
+        _wait_http(url, proc)
+        deadline = time.monotonic() + 20
+        refused = 0
+        while refused < 10:  # both workers have refused: ten refusals in a row
+            assert time.monotonic() < deadline, "the second worker was never refused"
+            resp = requests.get(url, timeout=5)
+            refused = refused + 1 if resp.status_code == 503 else 0
+        assert "[store] backend 'memory'" in resp.text and "redis" in resp.text
+    finally:
+        output = _stop(proc)
+    assert "refusing requests" in output
+
+
+def test_a_second_idp_run_is_refused(tmp_path):
+    env = _serving_env(tmp_path)
+    first = subprocess.Popen(  # noqa: S603
+        [str(IDP), "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        _wait_http(f"{env['IDP_ISSUER']}/healthz", first)
+        second_env = {**env, "IDP_SERVER_PORT": str(_free_port())}
+        second = _run(second_env)
+        assert second.returncode == 1, second
+        assert "already serves this provider" in second.stderr
+        assert "Traceback" not in second.stderr
+        # The first one still serves.
+        assert requests.get(f"{env['IDP_ISSUER']}/healthz", timeout=5).status_code == 200
+    finally:
+        _stop(first)
+    # Once it is gone, a new one may serve (the kernel released the lock).
+    again = subprocess.Popen(  # noqa: S603
+        [str(IDP), "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert _wait_http(f"{env['IDP_ISSUER']}/healthz", again).status_code == 200
+    finally:
+        _stop(again)
+
+
+# -- start-up warnings: once per process start ------------------------------------------
+
+
+def test_warnings_are_printed_once_by_the_gunicorn_master_not_per_worker(tmp_path):
+    from idp.config import load_settings
+
+    env = _serving_env(tmp_path)
+    env.update(IDP_STORE_BACKEND="redis", IDP_STORE_REDIS_URL="redis://127.0.0.1:1/0",
+               WEB_CONCURRENCY="3")  # fmt: skip
+    port = _free_port()
+    proc = subprocess.Popen(  # noqa: S603
+        [str(GUNICORN), "-c", str(ROOT / "gunicorn.conf.py"), "-b", f"127.0.0.1:{port}",
+         "idp.wsgi:app"],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+        time.sleep(1)  # every worker has booted
+    finally:
+        output = _stop(proc)
+    assert output.count("Booting worker") == 3
+    settings = load_settings(environ={k: v for k, v in env.items() if k.startswith("IDP_")})
+    from idp.app import startup_warnings
+
+    expected = startup_warnings(settings)
+    assert expected and any("secret_key" in w for w in expected)
+    for warning in expected:
+        assert output.count(warning) == 1, (warning, output)
+
+
+def test_commands_do_not_print_the_start_up_warnings(tmp_path):
+    env = _serving_env(tmp_path)
+    env.update(IDP_ENV="production", IDP_ISSUER="https://idp.example",
+               IDP_SECRET_KEY=secrets.token_urlsafe(48),
+               IDP_SECURITY_ENCRYPTION_KEYS="k1:" + base64.urlsafe_b64encode(os.urandom(32)).decode(),
+               IDP_SECURITY_ACTIVE_ENCRYPTION_KEY="k1",
+               IDP_OPS_METRICS_TOKEN=secrets.token_urlsafe(24))  # fmt: skip
+    done = subprocess.run([str(IDP), "users", "list"], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done
+    assert "console" not in done.stderr and "warning" not in done.stderr.lower(), done.stderr
+
+
+def test_create_app_warns_once_per_process(tmp_path, keys_dir, caplog):
+    import idp.app
+
+    settings = make_settings(tmp_path, keys_dir)
+    idp.app._WARNED.clear()
+    with caplog.at_level("WARNING", logger="idp"):
+        for _ in range(3):
+            create_app(settings, store=MemoryStore())
+    lines = [r.getMessage() for r in caplog.records if r.name == "idp"]
+    assert lines and len(lines) == len(set(lines)) == len(idp.app.startup_warnings(settings))
+
+
+# -- database URLs ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql"])
+def test_postgres_urls_are_read_as_psycopg(tmp_path, keys_dir, scheme):
+    settings = make_settings(tmp_path, keys_dir)
+    url = f"{scheme}://idp:pw@127.0.0.1:5432/idp"
+    app = create_app(replace(settings, database=replace(settings.database, url=url)),
+                     store=MemoryStore(), warn=False)  # fmt: skip
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://idp:pw@127.0.0.1:5432/idp"
+
+
+def test_an_unsupported_database_url_is_one_line(tmp_path, keys_dir):
+    settings = make_settings(tmp_path, keys_dir)
+    bad = replace(settings, database=replace(settings.database, url="mysql://idp@db/idp"))
+    with pytest.raises(ConfigError) as exc:
+        create_app(bad, store=MemoryStore(), warn=False)
+    assert "'mysql' is not supported" in _one_line(exc)

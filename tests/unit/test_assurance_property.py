@@ -1,8 +1,8 @@
 """What a token may assert, as properties (hypothesis).
 
-Random sign-in histories (the password and factors passed at random times), random
-``acr_values``, ``max_age`` and ``prompt``, random steps already done in the
-transaction. Whenever the policy lets the request through, the asserted ``acr`` must
+Random sign-in histories (the password, a passkey alone, and factors passed at random
+times), random ``acr_values``, ``max_age`` and ``prompt``, random steps already done in
+the transaction. Whenever the policy lets the request through, the asserted ``acr`` must
 be reachable by the methods fresh within ``max_age`` (or passed in this transaction),
 ``amr`` must list only what those methods earned, and ``auth_time`` must be the time of
 the oldest of them. A stale factor never lifts ``acr``, never appears in ``amr`` and
@@ -16,7 +16,14 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from idp.auth.assurance import ACR_LEVELS, DEFAULT_AMR, FACTOR_LEVELS, achieved, level_index
+from idp.auth.assurance import (
+    ACR_LEVELS,
+    DEFAULT_AMR,
+    FACTOR_LEVELS,
+    FIRST_STEPS,
+    achieved,
+    level_index,
+)
 from idp.auth.session import BrowserSession
 from idp.mfa.policy import (
     ClientPolicy,
@@ -36,12 +43,20 @@ POLICY = Settings(
 
 @st.composite
 def histories(draw):
-    """(the user's factor types, the session: method -> time it last passed)."""
+    """(the user's factor types, the session: method -> time it last passed). The
+    first step is the password, a passkey alone (which passes "passkey" and "webauthn"
+    at once), or both at different times."""
     types = draw(st.frozensets(st.sampled_from(FACTORS), max_size=4))
-    methods = {"pwd": NOW - draw(st.integers(0, 7200))}
+    first = draw(st.sampled_from(["pwd", "passkey", "both"]))
+    methods = {}
+    if first in ("pwd", "both"):
+        methods["pwd"] = NOW - draw(st.integers(0, 7200))
     for t in sorted(types):
         if draw(st.booleans()):
             methods[t] = NOW - draw(st.integers(0, 7200))
+    if first in ("passkey", "both"):
+        types |= {"webauthn"}
+        methods["passkey"] = methods["webauthn"] = NOW - draw(st.integers(0, 7200))
     return types, methods
 
 
@@ -50,13 +65,18 @@ def requests(draw, methods):
     acr = draw(st.lists(st.sampled_from([*ACR_LEVELS, "urn:x:unknown"]), max_size=3, unique=True))
     max_age = draw(st.none() | st.integers(0, 7200))
     prompt = draw(st.sampled_from([frozenset(), frozenset({"login"})]))
-    login_done = draw(st.booleans())
-    in_txn = draw(st.frozensets(st.sampled_from(sorted(set(methods) - {"pwd"}) or ["totp"])))
+    login_done = "pwd" in methods and draw(st.booleans())
+    passkey_done = "passkey" in methods and draw(st.booleans())
+    factors = sorted(set(methods) - FIRST_STEPS) or ["totp"]
+    in_txn = draw(st.frozensets(st.sampled_from(factors)))
+    if passkey_done:
+        in_txn |= {"webauthn"}  # a passkey sign-in passes both steps
     return Request(
         acr_values=tuple(acr),
         max_age=max_age,
         prompt=prompt,
         login_done=login_done,
+        passkey_done=passkey_done,
         postponed=True,
         passed_in_txn=frozenset(t for t in in_txn if t in methods),
     )
@@ -66,7 +86,9 @@ def _fresh(req: Request, method: str, at: int) -> bool:
     """The definition the tokens must follow, written independently of the policy."""
     if method == "pwd" and req.login_done:
         return True
-    if method != "pwd" and method in req.passed_in_txn:
+    if method == "passkey" and req.passkey_done:
+        return True
+    if method not in FIRST_STEPS and method in req.passed_in_txn:
         return True
     limit = 0 if "login" in req.prompt else req.max_age
     return limit is None or NOW - at <= limit
@@ -90,7 +112,7 @@ def test_asserted_assurance_rests_only_on_fresh_methods(data):
         return
     fresh = {m for m, at in methods.items() if _fresh(req, m, at)}
     assert set(decision.methods) == fresh
-    assert "pwd" in fresh, "a request without a fresh password must sign in again"
+    assert fresh & FIRST_STEPS, "a request without a fresh first step must sign in again"
 
     # acr: reachable by the fresh methods alone.
     reached = achieved(fresh)
@@ -116,7 +138,9 @@ def test_asserted_assurance_rests_only_on_fresh_methods(data):
     facts = session.assurance(decision.methods)
     earned = {v for m in fresh for v in DEFAULT_AMR[m]}
     assert set(facts.amr) - {"mfa"} == earned
-    assert ("mfa" in facts.amr) == (len(fresh) > 1)
+    assert ("mfa" in facts.amr) == bool(fresh - FIRST_STEPS)
+    # No password behind the request, no "pwd" in what it asserts.
+    assert ("pwd" in facts.amr) == ("pwd" in fresh)
     assert facts.auth_time == min(methods[m] for m in fresh)
     for method, at in methods.items():
         if method not in fresh:

@@ -63,13 +63,18 @@ class CLI:
         assert result.returncode == 0, f"idp {' '.join(args)}: {result.stderr}"
         return result.stdout
 
-    def refused(self, *args: str, **kw) -> str:
-        """Exit code 2 with an ``error:`` line and no traceback; returns stderr."""
+    def refused(self, *args: str, code: int = 1, **kw) -> str:
+        """Exit code *code* (1: refused, 2: usage) with an ``error:`` line and no
+        traceback; returns stderr."""
         result = self(*args, **kw)
-        assert result.returncode == 2, f"idp {' '.join(args)}: {result}"
+        assert result.returncode == code, f"idp {' '.join(args)}: {result}"
         assert result.stderr.startswith("error: "), result.stderr
         assert "Traceback" not in result.stderr
         return result.stderr
+
+    def usage(self, *args: str, **kw) -> str:
+        """A usage error: exit code 2."""
+        return self.refused(*args, code=2, **kw)
 
     def sql(self, query: str, *params) -> list[tuple]:
         with sqlite3.connect(self.db) as conn:
@@ -213,7 +218,7 @@ def test_users_create_refuses_short_passwords_and_duplicates(db_cli):
     assert "already exists" in message and "dup@example.com" in message
     assert db_cli.sql("SELECT count(*) FROM users WHERE email = 'dup@example.com'") == [(1,)]
 
-    assert "not an email" in db_cli.refused("users", "create", "--email", "nobody", input=PASSWORD)
+    assert "not an email" in db_cli.usage("users", "create", "--email", "nobody", input=PASSWORD)
 
 
 def test_users_list_disable_enable_unlock(db_cli):
@@ -234,7 +239,7 @@ def test_users_list_disable_enable_unlock(db_cli):
     assert db_cli.sql("SELECT failed_logins, locked_until FROM users WHERE email = ?", email) == [
         (0, None)
     ]
-    assert "no user" in db_cli.refused("users", "disable", "ghost@example.com")
+    assert "no user" in db_cli.usage("users", "disable", "ghost@example.com")
 
 
 # -- clients ----------------------------------------------------------------------
@@ -294,7 +299,7 @@ def test_clients_create_public_with_loopback_redirects(db_cli):
     ) == [(None,)]
     message = db_cli.refused("clients", "rotate-secret", created["client_id"])
     assert "does not authenticate with a secret" in message
-    assert "--public" in db_cli.refused(
+    assert "--public" in db_cli.usage(
         "clients",
         "create",
         "--name",
@@ -315,12 +320,12 @@ def test_clients_create_public_with_loopback_redirects(db_cli):
         ("https://rp.example/cb#section", "fragment"),
         ("https://*.rp.example/cb", "wildcard"),
         ("https://rp.example/*", "wildcard"),
-        ("/cb", "absolute"),
+        ("/cb", "starts with https://"),
     ],
 )
 def test_clients_create_refuses_bad_redirect_uris(db_cli, uri, why):
     name = f"bad-{secrets.token_hex(3)}"
-    message = db_cli.refused("clients", "create", "--name", name, "--redirect-uri", uri)
+    message = db_cli.usage("clients", "create", "--name", name, "--redirect-uri", uri)
     assert uri in message and why in message
     assert db_cli.sql("SELECT id FROM oauth_clients WHERE name = ?", name) == []
 
@@ -329,14 +334,14 @@ def test_clients_create_refuses_bad_redirect_uris(db_cli, uri, why):
     ("args", "why"),
     [
         (("--client-id", "x" * 65), "64"),
-        (("--client-id", "has space"), "client_id"),
-        (("--default-acr", "urn:typo"), "default acr"),
+        (("--client-id", "has space"), "client ID is 1 to 64"),
+        (("--default-acr", "urn:typo"), "default assurance level"),
         (("--scope", "openid admin"), "scope"),
     ],
 )
 def test_clients_create_refuses_bad_metadata(db_cli, args, why):
     name = f"bad-{secrets.token_hex(3)}"
-    message = db_cli.refused(
+    message = db_cli.usage(
         "clients", "create", "--name", name, "--redirect-uri", "https://rp.example/cb", *args
     )
     assert why in message
@@ -382,12 +387,14 @@ def test_clients_update(db_cli):
 
     # Invalid values are refused and nothing changes.
     before = _show(db_cli, cid)
-    assert "http://example.com/x" in db_cli.refused(
+    assert "http://example.com/x" in db_cli.usage(
         "clients", "update", cid, "--redirect-uri", "http://example.com/x", "--disable"
     )
-    assert "default acr" in db_cli.refused("clients", "update", cid, "--default-acr", "nope")
+    assert "default assurance level" in db_cli.usage(
+        "clients", "update", cid, "--default-acr", "nope"
+    )
     assert _show(db_cli, cid) == before
-    assert "no client" in db_cli.refused("clients", "update", "no-such-client", "--disable")
+    assert "no client" in db_cli.usage("clients", "update", "no-such-client", "--disable")
 
 
 def test_clients_rotate_secret(db_cli):
@@ -420,7 +427,7 @@ def test_clients_delete_and_list(db_cli):
         f"deleted {gone['client_id']}"
     )
     assert db_cli.sql("SELECT id FROM oauth_clients WHERE client_id = ?", gone["client_id"]) == []
-    assert "no client" in db_cli.refused("clients", "show", gone["client_id"])
+    assert "no client" in db_cli.usage("clients", "show", gone["client_id"])
     text = db_cli.ok("clients", "list")
     assert gone["client_id"] not in text and keep["client_id"] in text
 
@@ -503,6 +510,8 @@ def test_config_show_masks_secrets(cli):
 
 def test_demo_is_idempotent(cli):
     from idp.cli import (
+        CONNEXION_API_CLIENT_ID,
+        CONNEXION_API_CLIENT_SECRET,
         CONNEXION_CLIENT_ID,
         CONNEXION_CLIENT_SECRET,
         DEMO_CLIENT_ID,
@@ -520,11 +529,23 @@ def test_demo_is_idempotent(cli):
         "SELECT client_id, client_secret_hash, first_party FROM oauth_clients ORDER BY client_id"
     ) == [
         (CONNEXION_CLIENT_ID, _sha256(CONNEXION_CLIENT_SECRET), 1),
+        (CONNEXION_API_CLIENT_ID, _sha256(CONNEXION_API_CLIENT_SECRET), 0),
         (DEMO_CLIENT_ID, _sha256(DEMO_CLIENT_SECRET), 0),
     ]
+    # Connexion's Form C API is a registered resource, and Connexion may call it.
+    api = json.loads(cli.ok("resources", "show", "http://localhost:5001/api", "--json"))
+    assert api["client_id"] == CONNEXION_API_CLIENT_ID and api["clients"] == [CONNEXION_CLIENT_ID]
+    assert [s["name"] for s in api["scopes"]] == ["form-c:file"]
+    assert "form-c:file" in _show(cli, CONNEXION_CLIENT_ID)["scope"].split()
+    # Another Connexion address moves the API with it.
+    cli.ok("demo", "--connexion-url", "http://127.0.0.1:6001")
+    assert [r["uri"] for r in json.loads(cli.ok("resources", "list", "--json"))] == [
+        "http://127.0.0.1:6001/api"
+    ]
     assert cli.ok("users", "list").count(DEMO_EMAIL) == 1
-    listed = cli.ok("clients", "list")
-    assert listed.count(DEMO_CLIENT_ID) == 1 and listed.count(CONNEXION_CLIENT_ID) == 1
+    # One line per client, the id first ("connexion" is also a prefix of "connexion-api").
+    ids = [line.split()[0] for line in cli.ok("clients", "list").splitlines() if line.strip()]
+    assert sorted(ids) == sorted([CONNEXION_CLIENT_ID, CONNEXION_API_CLIENT_ID, DEMO_CLIENT_ID])
 
 
 def test_demo_is_refused_in_production(cli):
@@ -548,8 +569,189 @@ def test_demo_is_refused_in_production(cli):
         "IDP_DELIVERY_TWILIO_FROM": "+12025550100",
     }
     assert len(production["IDP_SECRET_KEY"]) == 48
-    assert "env=production" in cli.ok("config", "check", env=production)  # a valid config
+    # Start-up accepts it, and so does `config check` once the store and database are fit.
+    fit = {**production, "IDP_STORE_BACKEND": "redis",
+           "IDP_DATABASE_URL": "postgresql+psycopg://idp@db.internal/idp"}  # fmt: skip
+    assert "env=production" in cli.ok("config", "check", env=fit)
     message = cli.refused("demo", env=production)
     assert "production" in message
     assert cli.sql("SELECT count(*) FROM users WHERE email = ?", DEMO_EMAIL) == [(0,)]
     assert cli.sql("SELECT count(*) FROM oauth_clients") == [(0,)]
+
+
+# -- the command line itself --------------------------------------------------------
+
+
+def test_version_help_and_exit_codes(cli):
+    from importlib.metadata import version
+
+    assert cli.ok("--version").strip() == f"idp {version('idp')}"
+    for flag in ("-h", "--help"):
+        assert "Usage: idp" in cli.ok(flag) and "Exit status" in cli.ok(flag)
+        assert "--dry-run" in cli.ok("users", "import", flag)
+    unknown = cli("users", "lisst")
+    assert unknown.returncode == 2 and "No such command" in unknown.stderr  # usage
+    assert cli("users", "list", "--limit", "0").returncode == 2  # a bad option value
+    assert cli("db", "upgrade").returncode == 0
+    assert "no user" in cli.usage("users", "factors", "ghost@example.com")  # names nothing
+    cli.ok("users", "create", "--email", "once@example.com", input=PASSWORD)
+    assert "already exists" in cli.refused(  # refused: the state does not allow it
+        "users", "create", "--email", "once@example.com", input=PASSWORD
+    )
+
+
+def test_json_on_list_show_create_and_errors_as_json(cli):
+    cli.ok("db", "upgrade")
+    cli.ok("keys", "generate")
+    [key] = json.loads(cli.ok("keys", "list", "--json"))
+    assert key["status"] == "active" and key["alg"] == "RS256"
+    created = json.loads(cli.ok("users", "create", "--email", "j@example.com", "--json",
+                                input=PASSWORD))  # fmt: skip
+    assert created["email"] == "j@example.com" and created["status"] == "active"
+    listed = json.loads(cli.ok("users", "list", "--json"))
+    assert listed["total"] == 1 and listed["users"][0]["sub"] == created["sub"]
+    client = _create_client(cli, "--redirect-uri", "https://rp.example/cb")
+    assert _show(cli, client["client_id"])["client_id"] == client["client_id"]
+    assert json.loads(cli.ok("clients", "list", "--json"))[0]["client_id"] == client["client_id"]
+    assert json.loads(cli.ok("config", "show", "--json"))["env"] == "development"
+
+    # Errors: one JSON object on stderr, with the exit status, for refusals and usage.
+    dup = cli("users", "create", "--email", "j@example.com", "--json", input=PASSWORD)
+    assert dup.returncode == 1 and dup.stdout == ""
+    assert json.loads(dup.stderr) == {"error": "a user with email 'j@example.com' already exists",
+                                      "exit_code": 1}  # fmt: skip
+    missing = cli("clients", "show", "nope", "--json")
+    assert missing.returncode == 2 and json.loads(missing.stderr)["exit_code"] == 2
+    bad_option = cli("users", "list", "--json", "--limit", "zero")
+    assert bad_option.returncode == 2 and "limit" in json.loads(bad_option.stderr)["error"]
+
+
+def test_users_list_search_and_paging(db_cli):
+    for i in range(5):
+        db_cli.ok("users", "create", "--email", f"pager{i}@example.com", "--name", f"Page {i}",
+                  input=PASSWORD)  # fmt: skip
+    page = json.loads(db_cli.ok("users", "list", "--search", "PAGER", "--limit", "2",
+                                "--offset", "1", "--json"))  # fmt: skip
+    assert page["total"] == 5 and [u["email"] for u in page["users"]] == [
+        "pager1@example.com", "pager2@example.com"]  # fmt: skip
+    by_name = json.loads(db_cli.ok("users", "list", "--search", "page 4", "--json"))
+    assert [u["email"] for u in by_name["users"]] == ["pager4@example.com"]
+    text = db_cli("users", "list", "--search", "pager", "--limit", "2")
+    assert text.stdout.count("pager") == 2 and "--offset 2" in text.stderr
+
+
+def test_users_import_export_delete_commands(cli, tmp_path):
+    cli.ok("db", "upgrade")
+    bcrypt_hash = "$2b$05$4DLIpFANdZBNw82/WJYhK.0/n0uTh309A.yHYoenn2DTbJFn5y.eq"
+    source = tmp_path / "users.csv"
+    source.write_text(
+        "email,email_verified,name,password_hash,totp_secret\n"
+        f"imp1@example.com,true,Imp One,{bcrypt_hash},JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n"
+        "imp2@example.com,false,Imp Two,,\n"
+        "broken,true,,,\n"
+    )
+    dry = json.loads(cli.ok("users", "import", str(source), "--dry-run", "--json"))
+    assert (dry["taken"], dry["refused"], dry["dry_run"]) == (2, 1, True)
+    assert cli.sql("SELECT count(*) FROM users") == [(0,)]
+    done = cli("users", "import", str(source))
+    assert done.returncode == 0 and "took 2 of 3 rows, refused 1" in done.stdout
+    assert "row 4 (broken): email is not a valid address" in done.stdout
+    assert "rows read" in done.stderr  # progress
+    unknown = tmp_path / "bad.csv"
+    unknown.write_text("email,password\nx@example.com,secret\n")
+    assert "unknown CSV column" in cli.refused("users", "import", str(unknown))
+
+    public = cli.ok("users", "export")
+    assert "imp1@example.com" in public and bcrypt_hash not in public
+    out = tmp_path / "all.csv"
+    cli.ok("users", "export", "--with-secrets", "-o", str(out))
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert bcrypt_hash in out.read_text() and "JBSWY3DP" in out.read_text()
+
+    assert "deleted imp1@example.com" in cli.ok("users", "delete", "imp1@example.com", "--yes")
+    assert cli.sql("SELECT count(*) FROM users WHERE email = 'imp1@example.com'") == [(0,)]
+    assert "ok:" in cli.ok("audit", "verify")
+    assert "no user" in cli.usage("users", "delete", "imp1@example.com", "--yes")
+
+
+# -- config check ---------------------------------------------------------------------
+
+
+def _check(env: dict[str, str | None]):
+    """`idp config check --json` in-process (fast), with only *env*'s IDP_* variables."""
+    from click.testing import CliRunner
+
+    from idp.cli import main
+
+    clean = {k: None for k in os.environ if k.startswith("IDP_") or k == "WEB_CONCURRENCY"}
+    result = CliRunner().invoke(main, ["config", "check", "--json"], env={**clean, **env})
+    return result
+
+
+PRODUCTION = {
+    "IDP_ENV": "production",
+    "IDP_ISSUER": "https://idp.example",
+    "IDP_SECRET_KEY": "s" * 48,
+    "IDP_SECURITY_ENCRYPTION_KEYS": "k1:" + base64.urlsafe_b64encode(b"k" * 32).decode(),
+    "IDP_SECURITY_ACTIVE_ENCRYPTION_KEY": "k1",
+    "IDP_OPS_METRICS_TOKEN": "m" * 24,
+    "IDP_DATABASE_URL": "postgresql+psycopg://idp@db.internal/idp",
+    "IDP_STORE_BACKEND": "redis",
+    "IDP_DELIVERY_EMAIL_BACKEND": "smtp",
+    "IDP_DELIVERY_SMTP_HOST": "smtp.example.gov",
+    "IDP_DELIVERY_SMS_BACKEND": "twilio",
+    "IDP_DELIVERY_VOICE_BACKEND": "twilio",
+    "IDP_DELIVERY_TWILIO_ACCOUNT_SID": "AC123",
+    "IDP_DELIVERY_TWILIO_AUTH_TOKEN": "t" * 16,
+    "IDP_DELIVERY_TWILIO_FROM": "+12025550100",
+}
+
+
+def test_config_check_accepts_a_production_configuration():
+    result = _check(PRODUCTION)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] and report["env"] == "production" and report["problems"] == []
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"IDP_DATABASE_URL": "sqlite:///instance/idp.sqlite3"}, "SQLite"),
+        ({"IDP_STORE_BACKEND": "memory"}, "'memory'"),
+        ({"IDP_DELIVERY_EMAIL_BACKEND": "console"}, "email_backend is 'console'"),
+        ({"IDP_DELIVERY_SMS_BACKEND": "console"}, "sms_backend is 'console'"),
+        ({"IDP_DELIVERY_VOICE_BACKEND": "console"}, "voice_backend is 'console'"),
+        ({"IDP_SECRET_KEY": None}, "secret_key"),  # the built-in development key
+        (
+            {"IDP_SECURITY_ENCRYPTION_KEYS": None, "IDP_SECURITY_ACTIVE_ENCRYPTION_KEY": None},
+            "development key",
+        ),
+        ({"IDP_ISSUER": "http://idp.example"}, "https"),
+        ({"IDP_DATABASE_URL": "mysql://idp@db.internal/idp"}, "'mysql' is not supported"),
+        ({"IDP_SURPRISE": "1"}, "unknown environment variable IDP_SURPRISE"),
+    ],
+)
+def test_config_check_refuses_what_production_cannot_use(change, why):
+    result = _check({**PRODUCTION, **change})
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    if result.stdout.strip():
+        report = json.loads(result.stdout)
+        assert not report["ok"] and any(why in p for p in report["problems"]), report
+    else:
+        error = json.loads(result.stderr)
+        assert why in error["error"] and error["exit_code"] == 1
+
+
+def test_config_check_allows_console_delivery_for_factors_that_are_not_offered():
+    sms_off = {**PRODUCTION, "IDP_DELIVERY_SMS_BACKEND": "console",
+               "IDP_MFA_ALLOWED_FACTORS": "totp,webauthn,recovery,email"}  # fmt: skip
+    assert _check(sms_off).exit_code == 0
+
+
+def test_config_check_reads_postgres_urls_as_psycopg():
+    for scheme in ("postgres", "postgresql"):
+        result = _check({**PRODUCTION, "IDP_DATABASE_URL": f"{scheme}://idp@db.internal/idp"})
+        assert result.exit_code == 0, result.output
+        assert "postgresql+psycopg://" in json.loads(result.stdout)["notes"][0]

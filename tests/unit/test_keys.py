@@ -25,6 +25,7 @@ from idp.keys import (
     list_keys,
     rotate_keys,
 )
+from idp.store import MemoryStore
 
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 RETIRE_FOR = 600
@@ -554,3 +555,76 @@ def test_load_ignores_non_key_files(ring_dir):
     (ring_dir / "._resource-fork.json").write_text("garbage")  # hidden files
     ring = KeyRing.load(ring_dir, retire_for=RETIRE_FOR)
     assert len(ring.jwks()["keys"]) == 2
+
+
+# -- the shared ring: followed without restarts (idp/keys/shared.py) ---------------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _SharedStore(MemoryStore):
+    shared = True  # stands in for Redis: one generation every process reads
+
+
+def _shared_ring(directory, store, clock):
+    from idp.keys.shared import SharedKeyRing
+
+    return SharedKeyRing(
+        directory, lambda: KeyRing.load(directory, retire_for=RETIRE_FOR), store, clock=clock
+    )
+
+
+def test_shared_ring_follows_an_announced_rotation_within_the_check_interval(ring_dir):
+    from idp.keys.shared import CHECK_INTERVAL, announce_change
+
+    store, clock = _SharedStore(), _Clock()
+    ring = _shared_ring(ring_dir, store, clock)
+    old, nxt = ring.kid, list_keys(ring_dir)[1].kid
+    rotate_keys(ring_dir, retire_for=RETIRE_FOR)
+    assert announce_change(store)
+    assert ring.kid == old  # not yet: the generation is read at most once per interval
+    clock.now += CHECK_INTERVAL
+    assert ring.kid == nxt
+    token = ring.sign_jwt({"sub": "x"})
+    header, _ = ring.verify_jwt(token)
+    assert header["kid"] == nxt and nxt in {k["kid"] for k in ring.jwks()["keys"]}
+    assert old in {k["kid"] for k in ring.jwks()["keys"]}  # retired, still published
+
+
+def test_shared_ring_without_a_shared_store_rescans_the_directory(ring_dir):
+    from idp.keys.shared import CHECK_INTERVAL, RESCAN_INTERVAL
+
+    clock = _Clock()
+    ring = _shared_ring(ring_dir, MemoryStore(), clock)  # no generation to read
+    old = ring.kid
+    _, active, _ = rotate_keys(ring_dir, retire_for=RETIRE_FOR)
+    clock.now += CHECK_INTERVAL
+    assert ring.kid == old
+    clock.now += RESCAN_INTERVAL
+    assert ring.kid == active.kid  # bounded by the rescan interval
+    reloads = ring.reloads
+    clock.now += RESCAN_INTERVAL
+    assert ring.kid == active.kid and ring.reloads == reloads  # unchanged files: no reload
+
+
+def test_shared_ring_keeps_signing_when_a_reload_fails(ring_dir, caplog):
+    from idp.keys.shared import RESCAN_INTERVAL
+
+    clock = _Clock()
+    ring = _shared_ring(ring_dir, MemoryStore(), clock)
+    old = ring.kid
+    bad = ring_dir / "broken.json"
+    bad.write_text("{not json")
+    clock.now += RESCAN_INTERVAL
+    assert ring.kid == old  # still the loaded ring
+    assert "not reloaded" in caplog.text
+    bad.unlink()
+    _, active, _ = rotate_keys(ring_dir, retire_for=RETIRE_FOR)
+    clock.now += RESCAN_INTERVAL
+    assert ring.kid == active.kid  # the next check recovers

@@ -108,9 +108,11 @@ def test_registration_options_policy():
     o = json.loads(options)
     assert o["rp"] == {"id": RP_ID, "name": "Example ID"}
     assert o["user"] == {"id": b64(USER), "name": "ada@example.com", "displayName": "Ada Lovelace"}
+    # A passkey where the authenticator can keep one; a plain security key still registers.
     assert o["authenticatorSelection"]["residentKey"] == "preferred"
-    assert o["authenticatorSelection"]["userVerification"] == "preferred"
+    assert o["authenticatorSelection"]["userVerification"] == "required"
     assert o["authenticatorSelection"].get("requireResidentKey", False) is False
+    assert o["extensions"] == {"credProps": True}
     assert o["attestation"] == "none"
     assert [p["alg"] for p in o["pubKeyCredParams"]] == [-7, -8, -257]
     assert {p["type"] for p in o["pubKeyCredParams"]} == {"public-key"}
@@ -162,6 +164,12 @@ def test_authentication_options_list_allowed_credentials():
     assert json.loads(wa.authentication_options(RP, allow=())[0])["userVerification"] == (
         "preferred"
     )
+    assert o["extensions"] == {"uvm": True}
+
+
+def test_discoverable_request_has_an_empty_allow_list():
+    o = json.loads(wa.authentication_options(RP, allow=(), user_verification="required")[0])
+    assert o["allowCredentials"] == [] and o["userVerification"] == "required"
 
 
 def test_user_handle_must_be_1_to_64_bytes():
@@ -602,3 +610,93 @@ def test_b64url_decode_rejects_garbage(bad):
 def test_error_carries_safe_message_and_reason():
     err = wa.WebAuthnError("Unexpected RP ID hash")
     assert str(err) == SAFE and err.reason == "Unexpected RP ID hash"
+
+
+# --- discoverable credentials, user handles, how the user was verified ------------------------
+
+
+@pytest.mark.parametrize("rk", [True, False, None])
+def test_cred_props_rk_is_reported(rk):
+    assert register(auth(discoverable=rk)).discoverable is rk
+
+
+@pytest.mark.parametrize(
+    "results",
+    [{"credProps": {"rk": "yes"}}, {"credProps": "x"}, {"credProps": None}, [], "x", None],
+)
+def test_cred_props_that_is_not_a_boolean_is_not_believed(results):
+    a = auth()
+    options, challenge = wa.registration_options(
+        RP, user_handle=USER, user_name="a", display_name="A", exclude=()
+    )
+    response = a.create(options)
+    response["clientExtensionResults"] = results
+    assert wa.verify_registration(RP, response=response, challenge=challenge).discoverable is None
+
+
+def test_the_user_handle_of_a_discoverable_assertion_is_reported():
+    a = auth()
+    cred = stored(register(a))
+    options, challenge = wa.authentication_options(RP, allow=(), user_verification="required")
+    got = wa.verify_authentication(
+        RP, response=a.get(options), challenge=challenge, credential=cred
+    )
+    assert got.user_handle == USER
+
+
+def test_no_user_handle_is_none():
+    a = auth()
+    cred = stored(register(a))
+    options, challenge = wa.authentication_options(RP, allow=[cred])
+    response = a.get(options)
+    response["response"]["userHandle"] = None
+    got = wa.verify_authentication(RP, response=response, challenge=challenge, credential=cred)
+    assert got.user_handle is None
+
+
+UVM = [
+    pytest.param((), (), id="none reported"),
+    pytest.param((0x02,), ("fpt",), id="fingerprint"),
+    pytest.param((0x04,), ("pin",), id="passcode"),
+    pytest.param((0x800,), ("pin",), id="external passcode"),
+    pytest.param((0x10,), ("face",), id="face"),
+    pytest.param((0x02, 0x04), ("fpt", "pin"), id="fingerprint and passcode"),
+    pytest.param((0x01,), (), id="presence only"),
+    pytest.param((0x200,), (), id="NONE"),
+]
+
+
+@pytest.mark.parametrize(("methods", "amr"), UVM)
+def test_uvm_extension_becomes_rfc_8176_values(methods, amr):
+    a = auth(uvm=methods)
+    got = login(a, stored(register(a)))
+    assert got.verification_amr == amr
+
+
+def test_uvm_without_user_verification_says_nothing():
+    a = auth(uvm=(0x02,), user_verified=False)
+    got = login(a, stored(register(a)))
+    assert got.user_verified is False and got.verification_amr == ()
+
+
+@pytest.mark.parametrize(
+    "extensions", [b"\xa1", cbor2.dumps({"uvm": "x"}), cbor2.dumps({"uvm": [["x"], [True]]})]
+)
+def test_malformed_uvm_output_says_nothing(extensions):
+    flags_at = 32
+    data = bytearray(hashlib.sha256(RP_ID.encode()).digest() + bytes([0x85]) + b"\0\0\0\1")
+    data += extensions
+    assert data[flags_at] & 0x80
+    assert wa.uvm_amr(bytes(data)) == ()
+
+
+def test_decoy_matches_no_response():
+    a = auth()
+    new = register(a)
+    options, challenge = wa.authentication_options(RP, allow=())
+    decoy = wa.decoy(new.credential_id)
+    assert decoy.credential_id == new.credential_id and decoy.public_key != new.public_key
+    with pytest.raises(wa.WebAuthnError) as exc:
+        wa.verify_authentication(RP, response=a.get(options), challenge=challenge, credential=decoy)
+    assert "signature" in exc.value.reason.lower()
+    assert wa.decoy(b"x").public_key == decoy.public_key  # made once per process

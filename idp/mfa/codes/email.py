@@ -8,6 +8,9 @@ address may differ from the sign-in address. amr ``email`` is the project's own 
 
 from __future__ import annotations
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
 from ...delivery import EmailMessage
 from ...models import User
 from ...security import email_address
@@ -21,7 +24,7 @@ def parse_email(raw: str) -> str:
     case, which a mail server may honour), or raise :class:`EnrollmentError`."""
     text = email_address.normalize(raw, lower=False)
     if not email_address.is_valid(text):
-        raise EnrollmentError("Enter an email address like name@example.com.")
+        raise EnrollmentError(_l("Enter an email address like name@example.com."))
     local, domain = text.split("@")
     return f"{local}@{domain.lower()}"
 
@@ -34,14 +37,15 @@ def mask_email(address: str) -> str:
 
 class EmailFactor(CodeFactor):
     type = "email"
-    display_name = "Email code"
-    description = (
+    display_name = _l("Email code")
+    description = _l(
         "Get a 6-digit code by email. Works with any inbox, but it is the weakest option: "
         "some applications need a stronger one."
     )
     amr = ("email",)
-    channel_noun = "an email"
-    destination_label = "Email address"
+    channel_noun = _l("an email")
+    destination_label = _l("Email address")
+    already_set_up = _l("That email address is already set up.")
 
     def parse_destination(self, raw: str) -> str:
         return parse_email(raw)
@@ -50,13 +54,13 @@ class EmailFactor(CodeFactor):
         return mask_email(destination)
 
     def deliver(self, user: User, destination: str, sent: Sent) -> None:
-        subject = f"{self.svc.settings.ui.service_name}: your verification code"
+        """The code by email, in the language of the page that asked for it."""
+        subject = _("%(service)s: your verification code",
+                    service=self.svc.settings.ui.service_name)  # fmt: skip
+        text = self.render("email/code.txt", sent, user=user)
+        html = self.render("email/code.html", sent, user=user, subject=subject)
         self.svc.email.send(
             EmailMessage(
-                to=destination,
-                subject=subject,
-                text=self.render("email/code.txt", sent, user=user),
-                html=self.render("email/code.html", sent, user=user, subject=subject),
-                purpose="otp.email",
-            )
+                to=destination, subject=subject, text=text, html=html, purpose="otp.email"
+            )  # fmt: skip
         )

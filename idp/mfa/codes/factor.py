@@ -14,10 +14,14 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from flask import render_template
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 
 from ... import audit
 from ...delivery import DeliveryError
 from ...extensions import db
+from ...i18n import help_hours
 from ...models import Factor, User
 from ...models.base import utcnow
 from ...services import Services
@@ -31,19 +35,20 @@ ENROLL = "enroll"  # purpose of codes sent to a destination being set up
 class DeliveryFailed(MFAError):
     """The code could not be sent; the user is told plainly and offered another way."""
 
-    message = "We could not send the code right now."
+    message = _l("We could not send the code right now.")
 
 
 class CodeFactor(FactorPages, ABC):
     """Base of :class:`~idp.mfa.email_factor.EmailFactor` and the phone factors."""
 
     type = ""
-    display_name = ""
-    description = ""
+    display_name: Any = ""
+    description: Any = ""
     first_factor = True
     amr: tuple[str, ...] = ()
-    channel_noun = ""  # "email", "text message", "phone call": "We sent a ..."
-    destination_label = ""  # the set-up form's field label
+    channel_noun: Any = ""  # "an email", "a text message", "a phone call": "We sent ..."
+    destination_label: Any = ""  # the set-up form's field label
+    already_set_up: Any = ""  # "That phone number is already set up."
     challenge_template = "mfa/challenge/codes.html"
 
     def __init__(self, svc: Services):
@@ -114,6 +119,23 @@ class CodeFactor(FactorPages, ABC):
                 return f
         return max(factors, key=lambda f: f.last_used_at or f.created_at)
 
+    def send_notice(self, masked: str) -> str:
+        """What the challenge page says before the code is sent."""
+        return _("We will send %(channel)s with a 6-digit code to %(destination)s.",
+                 channel=self.channel_noun, destination=masked)  # fmt: skip
+
+    def sent_notice(self, masked: str, minutes: int) -> str:
+        """What the challenge page says once a code is on its way."""
+        return ngettext(
+            "We sent %(channel)s with a 6-digit code to %(destination)s. The code expires "
+            "%(num)d minute after it was sent.",
+            "We sent %(channel)s with a 6-digit code to %(destination)s. The code expires "
+            "%(num)d minutes after it was sent.",
+            minutes,
+            channel=self.channel_noun,
+            destination=masked,
+        )
+
     def minutes(self, sent: Sent) -> int:
         return max(1, sent.ttl // 60)
 
@@ -147,7 +169,7 @@ class CodeFactor(FactorPages, ABC):
     ) -> Verified:
         factor = self.choose(factors, payload.get("factor_id"))
         if factor is None:
-            raise InvalidResponse("That sign-in method is not set up.", reason="unknown factor")
+            raise InvalidResponse(_l("That sign-in method is not set up."), reason="unknown factor")
         try:
             self.codes.check(user_id=user.id, factor_ref=str(factor.id), purpose=SIGNIN,
                              code=str(payload.get("code") or ""))  # fmt: skip
@@ -176,7 +198,7 @@ class CodeFactor(FactorPages, ABC):
         destination = self.parse_destination(raw)
         for factor in self.active(user):
             if self.destination(user, factor) == destination:
-                raise EnrollmentError(f"That {self.destination_label.lower()} is already set up.")
+                raise EnrollmentError(self.already_set_up)
         masked = self.mask(destination)
         pending = {
             "d": self.svc.secrets.encrypt(destination, context=self._context(user)),
@@ -196,7 +218,7 @@ class CodeFactor(FactorPages, ABC):
         key = self._pending_key(binding)
         raw = self.svc.store.get(key)
         if raw is None:
-            raise EnrollmentError("The set-up expired. Start again.")
+            raise EnrollmentError(_l("The set-up expired. Start again."))
         data = json.loads(raw)
         destination = self.svc.secrets.decrypt(data["d"], context=self._context(user))
         # Keep the pending destination as long as the new code lives.
@@ -216,7 +238,7 @@ class CodeFactor(FactorPages, ABC):
         """Bind the pending destination once its code comes back (nothing before)."""
         key = self._pending_key(binding)
         if self.svc.store.get(key) is None:
-            raise EnrollmentError("The set-up expired. Start again.")
+            raise EnrollmentError(_l("The set-up expired. Start again."))
         try:
             self.codes.check(user_id=user.id, factor_ref=f"new:{binding}", purpose=ENROLL,
                              code=code)  # fmt: skip
@@ -224,7 +246,7 @@ class CodeFactor(FactorPages, ABC):
             raise InvalidResponse(exc.message, reason=exc.reason) from None
         raw = self.svc.store.take(key)
         if raw is None:
-            raise EnrollmentError("This set-up was already completed.")
+            raise EnrollmentError(_l("This set-up was already completed."))
         data = json.loads(raw)
         factor = Factor(
             user_id=user.id,
@@ -245,7 +267,7 @@ class CodeFactor(FactorPages, ABC):
         s = self.svc.settings
         return {"code": sent.code, "minutes": self.minutes(sent),
                 "service_name": s.ui.service_name, "help_phone": s.ui.help_phone,
-                "help_hours": s.ui.help_hours}  # fmt: skip
+                "help_hours": help_hours(s.ui)}  # fmt: skip
 
     def render(self, template: str, sent: Sent, **extra: Any) -> str:
         return render_template(template, **self._template_context(sent), **extra)

@@ -11,30 +11,33 @@ for text messages, toll-free and fixed-line numbers, which cannot receive SMS.
 from __future__ import annotations
 
 import phonenumbers
+from flask_babel import lazy_gettext as _l
 from phonenumbers import NumberParseException, PhoneNumberType
 
 from ...security.text import is_ascii_digits
 
 # Types that are never a user's own phone, or that bill the caller (toll fraud).
+# (Each name completes "That looks like a ... number" in the page's language.)
 REFUSED_TYPES = {
-    PhoneNumberType.PREMIUM_RATE: "premium-rate",
-    PhoneNumberType.SHARED_COST: "shared-cost",
-    PhoneNumberType.UAN: "company switchboard",
-    PhoneNumberType.VOICEMAIL: "voicemail",
-    PhoneNumberType.PAGER: "pager",
-    PhoneNumberType.PERSONAL_NUMBER: "call-forwarding",
+    PhoneNumberType.PREMIUM_RATE: _l("premium-rate"),
+    PhoneNumberType.SHARED_COST: _l("shared-cost"),
+    PhoneNumberType.UAN: _l("company switchboard"),
+    PhoneNumberType.VOICEMAIL: _l("voicemail"),
+    PhoneNumberType.PAGER: _l("pager"),
+    PhoneNumberType.PERSONAL_NUMBER: _l("call-forwarding"),
 }
 # Types that cannot receive a text message.
 NO_SMS_TYPES = {
-    PhoneNumberType.TOLL_FREE: "toll-free",
-    PhoneNumberType.FIXED_LINE: "landline",
+    PhoneNumberType.TOLL_FREE: _l("toll-free"),
+    PhoneNumberType.FIXED_LINE: _l("landline"),
 }
 
 MAX_INPUT = 40
 
 
 class PhoneNumberError(ValueError):
-    """The number cannot be used; the message is safe to show to the user."""
+    """The number cannot be used; the message (``args[0]``, lazy: in the page's
+    language) is safe to show to the user."""
 
 
 def parse_phone(raw: str, *, region: str = "US", channel: str = "sms") -> str:
@@ -42,30 +45,38 @@ def parse_phone(raw: str, *, region: str = "US", channel: str = "sms") -> str:
     :class:`PhoneNumberError` with a message for the user."""
     text = (raw or "").strip()
     if not text:
-        raise PhoneNumberError("Enter a phone number.")
+        raise PhoneNumberError(_l("Enter a phone number."))
     if len(text) > MAX_INPUT:
-        raise PhoneNumberError("That phone number is too long.")
+        raise PhoneNumberError(_l("That phone number is too long."))
     try:
         number = phonenumbers.parse(text, region)
     except NumberParseException:
         raise PhoneNumberError(
-            "That does not look like a phone number. Enter it with the area code, "
-            "for example 202-555-0143, or with + and the country code."
+            _l(
+                "That does not look like a phone number. Enter it with the area code, "
+                "for example 202-555-0143, or with + and the country code."
+            )
         ) from None
     if not phonenumbers.is_valid_number(number):
         raise PhoneNumberError(
-            "That phone number is not valid. Check the digits and the country code."
+            _l("That phone number is not valid. Check the digits and the country code.")
         )
     kind = phonenumbers.number_type(number)
     if kind in REFUSED_TYPES:
         raise PhoneNumberError(
-            f"That looks like a {REFUSED_TYPES[kind]} number, which cannot be used. "
-            "Enter your own mobile or home phone number."
+            _l(
+                "That looks like a %(kind)s number, which cannot be used. Enter your own "
+                "mobile or home phone number.",
+                kind=REFUSED_TYPES[kind],
+            )
         )
     if channel == "sms" and kind in NO_SMS_TYPES:
         raise PhoneNumberError(
-            f"That looks like a {NO_SMS_TYPES[kind]} number, which cannot receive text "
-            "messages. Enter a mobile number, or choose a voice call instead."
+            _l(
+                "That looks like a %(kind)s number, which cannot receive text messages. "
+                "Enter a mobile number, or choose a voice call instead.",
+                kind=NO_SMS_TYPES[kind],
+            )
         )
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 

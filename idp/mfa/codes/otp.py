@@ -22,6 +22,9 @@ import hmac
 import json
 import secrets
 from dataclasses import dataclass
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
 
 from ...config import OTPSettings
 from ...security.crypto import equal
@@ -33,11 +36,12 @@ DIGITS = 6
 
 
 class CodeError(Exception):
-    """Base class; ``message`` is safe to show, ``reason`` goes to the audit log."""
+    """Base class; ``message`` is safe to show (lazy: in the page's language), ``reason``
+    goes to the audit log."""
 
-    message = "That code is not right. Check it and try again."
+    message: Any = _l("That code is not right. Check it and try again.")
 
-    def __init__(self, message: str | None = None, *, reason: str = "wrong code"):
+    def __init__(self, message: Any = None, *, reason: str = "wrong code"):
         super().__init__(message or self.message)
         self.message = message or self.message
         self.reason = reason
@@ -149,13 +153,13 @@ class OTPCodes:
         if tries > limit:
             self.store.delete(code_key)
             raise WrongCode(
-                "Too many wrong entries for this code. Send a new code.", reason="code dead"
+                _l("Too many wrong entries for this code. Send a new code."), reason="code dead"
             )
         digits = normalize(code)
         raw = self.store.get(code_key)
         if raw is None:
             raise WrongCode(
-                "That code has expired or was already used. Send a new code.",
+                _l("That code has expired or was already used. Send a new code."),
                 reason="no pending code",
             )
         expected = json.loads(raw)["h"]
@@ -164,7 +168,7 @@ class OTPCodes:
             if tries >= limit:
                 self.store.delete(code_key)
                 raise WrongCode(
-                    "That code is not right, and it no longer works. Send a new code.",
+                    _l("That code is not right, and it no longer works. Send a new code."),
                     reason="wrong code, code dead",
                 )
             raise WrongCode(reason="wrong code" if digits else "malformed code")
@@ -172,6 +176,6 @@ class OTPCodes:
         taken = self.store.take(code_key)
         if taken is None or not equal(json.loads(taken)["h"], expected):
             raise WrongCode(
-                "That code has expired or was already used. Send a new code.", reason="raced"
+                _l("That code has expired or was already used. Send a new code."), reason="raced"
             )
         self.store.delete(tries_key)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, redirect, render_template, request, url_for
+from flask_babel import ngettext
 
 from ... import audit
 from ...security.ratelimit import RateLimited
@@ -29,13 +30,25 @@ def _ip() -> str:
 
 
 def _wait(seconds: int) -> str:
-    return f"A code was sent moments ago. Wait {seconds} seconds before asking for a new one."
+    return ngettext(
+        "A code was sent moments ago. Wait %(num)d second before asking for a new one.",
+        "A code was sent moments ago. Wait %(num)d seconds before asking for a new one.",
+        seconds,
+    )
 
 
 def _too_many(exc: RateLimited) -> str:
-    minutes = (exc.retry_after + 59) // 60
-    when = f"{exc.retry_after} seconds" if exc.retry_after < 120 else f"{minutes} minutes"
-    return f"Too many codes were sent. Wait {when} and try again, or use another method."
+    if exc.retry_after < 120:
+        return ngettext(
+            "Too many codes were sent. Wait %(num)d second and try again, or use another method.",
+            "Too many codes were sent. Wait %(num)d seconds and try again, or use another method.",
+            exc.retry_after,
+        )
+    return ngettext(
+        "Too many codes were sent. Wait %(num)d minute and try again, or use another method.",
+        "Too many codes were sent. Wait %(num)d minutes and try again, or use another method.",
+        (exc.retry_after + 59) // 60,
+    )
 
 
 def _others(ctx: Ctx, kind: str) -> list[Any]:
@@ -75,6 +88,10 @@ def challenge_vars(ctx: Ctx, impl: CodeFactor) -> dict[str, Any]:
         "code_sent": impl.code_pending(ctx.user, factor),
         "code_destinations": [(f.id, impl.masked(f)) for f in factors if f.id != factor.id],
         "code_minutes": max(1, services().settings.otp.code_ttl // 60),
+        "code_notice": impl.sent_notice(
+            impl.masked(factor), max(1, services().settings.otp.code_ttl // 60)
+        ),
+        "code_send_notice": impl.send_notice(impl.masked(factor)),
     }
 
 

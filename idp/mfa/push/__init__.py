@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask_babel import lazy_gettext as _l
+
 from ...models import Factor, User
 from ...services import Services
 from ..base import FactorPages, InvalidResponse, Verified
@@ -20,8 +22,8 @@ from .service import PushService
 
 class PushFactor(FactorPages):
     type = "push"
-    display_name = "Push approval (idp-verify app)"
-    description = (
+    display_name = _l("Push approval (idp-verify app)")
+    description = _l(
         "Approve sign-ins in the idp-verify companion app by picking the number shown on "
         "the screen. The app also gives 6-digit codes when your phone is offline."
     )
@@ -43,6 +45,11 @@ class PushFactor(FactorPages):
 
         return challenge_action(ctx, self)
 
+    def challenge_vars(self, ctx: Any) -> dict[str, Any]:
+        from .views import challenge_vars
+
+        return challenge_vars(ctx)
+
     def verify(
         self, user: User, factors: list[Factor], payload: dict[str, Any], *, binding: str
     ) -> Verified:
@@ -50,7 +57,9 @@ class PushFactor(FactorPages):
         (the device already authenticated by its signature)."""
         device = next((f for f in factors if f.credential_id == payload.get("device_id")), None)
         if device is None:
-            raise InvalidResponse("This device is not registered.", reason="push unknown device")
+            raise InvalidResponse(
+                _l("This device is not registered."), reason="push unknown device"
+            )
         return self.service.answer(
             device, str(payload.get("challenge") or ""), payload.get("number")
         )

@@ -29,10 +29,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from flask_babel import force_locale
+from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 
 from ... import audit
 from ...extensions import db
+from ...i18n import account_locale
 from ...models import Factor, User
 from ...security.ratelimit import RateLimited
 from ...security.text import ascii_int
@@ -59,8 +62,10 @@ def _clock() -> float:
     return time.time()
 
 
-def _error(status: int, code: str, description: str, **headers: str) -> Response:
-    resp = jsonify(error=code, error_description=description)
+def _error(status: int, code: str, description: Any, **headers: str) -> Response:
+    """A JSON error; a lazy *description* is rendered in the language in force (the
+    device owner's, where the account is known: :func:`idp.i18n.account_locale`)."""
+    resp = jsonify(error=code, error_description=str(description))
     resp.status_code = status
     resp.headers["Cache-Control"] = "no-store"
     for k, v in headers.items():
@@ -280,6 +285,12 @@ def respond(challenge_id: str) -> Response:
         return _error(401, "unknown_device", "unknown or removed device")
     action = claims.get("action")
     mfa = current_app.extensions["idp.mfa"]
+    with force_locale(account_locale(user)):  # what the app shows, in the owner's language
+        return _answer(mfa, svc, user, device, claims, challenge_id, action)
+
+
+def _answer(mfa: Any, svc: PushService, user: User, device: Factor, claims: dict[str, Any],
+            challenge_id: str, action: Any) -> Response:  # fmt: skip
     try:
         if action == "approve":
             payload = {
@@ -303,7 +314,7 @@ def respond(challenge_id: str) -> Response:
         return _error(400, "wrong_number", exc.message)
     except MFAError as exc:
         return _error(400, "invalid_request", exc.message)
-    return _error(400, "invalid_request", "action must be approve or deny.")
+    return _error(400, "invalid_request", _("action must be approve or deny."))
 
 
 @bp.delete("/device")
@@ -331,12 +342,15 @@ def remove_device() -> Response:
             factor_id=device.id,
             reason="last factor",
         )
-        return _error(
-            409,
-            "last_factor",
-            "This is your only sign-in method. Add another "
-            "method to your account before removing this device.",
-        )
+        with force_locale(account_locale(user)):
+            return _error(
+                409,
+                "last_factor",
+                _(
+                    "This is your only sign-in method. Add another method to your account "
+                    "before removing this device."
+                ),
+            )
     if linked is not None:
         mfa.remove(user, linked, actor="device")
     mfa.remove(user, device, actor="device")

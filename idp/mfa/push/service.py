@@ -30,11 +30,17 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from flask_babel import force_locale, lazy_ngettext
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
 from ... import audit
 from ...extensions import db
+from ...i18n import account_locale
 from ...models import Factor, User
 from ...models.base import utcnow
 from ...notify import notify
@@ -56,19 +62,19 @@ SCHEME = "idp-verify"
 class ChallengeGone(MFAError):
     """No such challenge for this device, or it expired (or the store lost it)."""
 
-    message = "This request expired. Send a new one."
+    message = _l("This request expired. Send a new one.")
 
-    def __init__(self, message: str | None = None, *, reason: str = "", code: str = "expired"):
+    def __init__(self, message: Any = None, *, reason: str = "", code: str = "expired"):
         super().__init__(message, reason=reason)
         self.code = code
 
 
 class AlreadyAnswered(MFAError):
-    message = "This request was already answered."
+    message = _l("This request was already answered.")
 
 
 class PushLocked(MFAError):
-    message = (
+    message = _l(
         "Push approval is paused for your account because a sign-in request was reported "
         "as suspicious. Use another method, or ask the help desk to turn it back on."
     )
@@ -79,10 +85,10 @@ class NotApproved(MFAError):
 
     def __init__(self, status: str):
         messages = {
-            "pending": "Not approved yet. Approve the request in the app, then continue.",
-            "denied": "The request was denied in the app. Send a new one or try another way.",
-            "reported": "The request was reported as suspicious. Try another way to sign in.",
-            "wrong_number": "The wrong number was chosen in the app. Send a new request.",
+            "pending": _l("Not approved yet. Approve the request in the app, then continue."),
+            "denied": _l("The request was denied in the app. Send a new one or try another way."),
+            "reported": _l("The request was reported as suspicious. Try another way to sign in."),
+            "wrong_number": _l("The wrong number was chosen in the app. Send a new request."),
         }
         super().__init__(messages.get(status, ChallengeGone.message), reason=f"push {status}")
         self.status = status
@@ -131,9 +137,10 @@ def new_number() -> tuple[int, list[int]]:
 
 
 def summarize_user_agent(ua: str | None) -> str:
-    """A summary such as "Firefox on Windows": enough to recognise (or not) the browser."""
+    """A summary such as "Firefox on Windows" (in the page's language): enough to
+    recognise (or not) the browser."""
     ua = ua or ""
-    browser = "Unknown browser"
+    browser = _("Unknown browser")
     for token, name in (
         ("Edg/", "Edge"),
         ("OPR/", "Opera"),
@@ -160,12 +167,12 @@ def summarize_user_agent(ua: str | None) -> str:
         if token in ua:
             system = name
             break
-    return f"{browser} on {system}" if system else browser
+    return _("%(browser)s on %(system)s", browser=browser, system=system) if system else browser
 
 
 def _clean_label(name: str) -> str:
     text = "".join(ch for ch in (name or "") if ch.isprintable()).strip()
-    return text[:40] or "Phone"
+    return text[:40] or _("Phone")
 
 
 class PushService:
@@ -256,8 +263,13 @@ class PushService:
         ).scalar_one()
         if count >= self.svc.settings.mfa.max_totp_per_user:
             raise EnrollmentError(
-                "The app also works as an authenticator app, and you already have "
-                f"{count} authenticator apps, the most allowed. Remove one first."
+                lazy_ngettext(
+                    "The app also works as an authenticator app, and you already have "
+                    "%(num)d authenticator app, the most allowed. Remove it first.",
+                    "The app also works as an authenticator app, and you already have "
+                    "%(num)d authenticator apps, the most allowed. Remove one first.",
+                    count,
+                )
             )
 
     def _drop_stale_pending(self, user: User) -> None:
@@ -325,20 +337,22 @@ class PushService:
         raw = self.store.take(f"push:enroll:{hash_token(token)}") if token else None
         if raw is None:
             raise EnrollmentError(
-                "This enrollment code expired or was already used.",
+                _l("This enrollment code expired or was already used."),
                 reason="enrollment token unknown, expired or reused",
             )
         record = json.loads(raw)
         user = db.session.get(User, record["u"])
         if user is None or not user.is_active:
-            raise EnrollmentError("This enrollment code is no longer valid.", reason="no user")
+            raise EnrollmentError(_l("This enrollment code is no longer valid."), reason="no user")
         self._check_totp_cap(user)
-        label = _clean_label(name)
+        with force_locale(account_locale(user)):  # the app has no page: the account's language
+            label = _clean_label(name)
+            codes_label = _("%(device)s (codes)", device=label)[:60]
         secret = totp.new_secret()
         codes = Factor(
             user_id=user.id,
             type="totp",
-            label=f"{label} (codes)"[:60],
+            label=codes_label,
             status="pending",
             secret_enc=self.svc.secrets.encrypt(secret, context=f"totp:{user.id}"),
             data={"linked_push": True},
@@ -385,13 +399,15 @@ class PushService:
         if raw is None:
             if self.enrollment_status(binding) == "waiting":
                 raise EnrollmentError(
-                    "The app has not registered yet. Scan the code (or run idp-verify enroll "
-                    "with the link), then continue."
+                    _l(
+                        "The app has not registered yet. Scan the code (or run idp-verify "
+                        "enroll with the link), then continue."
+                    )
                 )
-            raise EnrollmentError("The set-up expired. Start again to get a new code.")
+            raise EnrollmentError(_l("The set-up expired. Start again to get a new code."))
         device = db.session.get(Factor, json.loads(raw)["f"])
         if device is None or device.user_id != user.id or device.status != "pending":
-            raise EnrollmentError("The set-up expired. Start again to get a new code.")
+            raise EnrollmentError(_l("The set-up expired. Start again to get a new code."))
         self.store.delete(f"push:enroll:session:{binding}")
         now = utcnow()
         device.status, device.activated_at, device.last_used_at = "active", now, now
@@ -444,7 +460,7 @@ class PushService:
             raise PushLocked()
         devices = self.devices(user)
         if not devices:
-            raise ChallengeGone("Push approval is not set up.", code="no_device")
+            raise ChallengeGone(_l("Push approval is not set up."), code="no_device")
         self.sends.hit(str(user.id))
         previous = self.store.get(f"push:user:{user.id}")
         if previous is not None:
@@ -511,12 +527,12 @@ class PushService:
         # as an unknown id, so ids cannot be probed.
         if ch is None or ch.user_id != device.user_id or device.credential_id not in ch.devices:
             raise ChallengeGone(
-                "No such request: it expired or was never sent to this device.",
+                _l("No such request: it expired or was never sent to this device."),
                 reason="push challenge unknown",
                 code="unknown_challenge",
             )
         if int(time.time()) >= ch.expires:
-            raise ChallengeGone("This request expired.", reason="push challenge expired")
+            raise ChallengeGone(_l("This request expired."), reason="push challenge expired")
         return ch
 
     def _claim(self, ch: Challenge, status: str, device: Factor) -> None:
@@ -540,7 +556,9 @@ class PushService:
         self._claim(ch, "approved" if right else "wrong_number", device)
         if not right:
             raise InvalidResponse(
-                "That is not the number shown on the sign-in screen. The request was cancelled.",
+                _l(
+                    "That is not the number shown on the sign-in screen. The request was cancelled."
+                ),
                 reason="push wrong number",
             )
         return Verified(device, AMR)
@@ -563,7 +581,7 @@ class PushService:
             client=ch.client,
             ip=ch.ip,
             browser=ch.browser,
-            when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ch.created)),
+            when=datetime.fromtimestamp(ch.created, UTC),  # in the email's language
         )
 
     # -- the browser's view of its challenge -----------------------------------------

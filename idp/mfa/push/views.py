@@ -22,12 +22,14 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from ... import audit
 from ...security.ratelimit import RateLimited
 from ...web import current_session, current_user
 from ..base import EnrollmentError, SecondFactorLocked
-from ..pages import Ctx, finish_setup, locked_page, pass_factor, render_challenge
+from ..pages import Ctx, finish_setup, load_ctx, locked_page, pass_factor, render_challenge
 from .service import AMR, ChallengeGone, NotApproved, PushLocked, PushService
 
 bp = Blueprint("mfa_push", __name__, url_prefix="/mfa/push")
@@ -71,7 +73,7 @@ def setup(ctx: Ctx, impl: Any) -> Response:
     except EnrollmentError as exc:
         from ...web import error_page
 
-        return error_page(409, "Cannot set up push approval", exc.message)
+        return error_page(409, _("Cannot set up push approval"), str(exc.message))
     return Response(
         render_template("mfa/push_setup.html", error=error, ctx_args=ctx.args, **data),
         status=200 if error is None else 400,
@@ -108,19 +110,27 @@ def challenge_action(ctx: Ctx, impl: Any) -> Response:
     except SecondFactorLocked as exc:
         return locked_page(exc)
     if request.form.get("action") == "send":
-        client = ctx.client_name()
+        # What the app shows as asking: the application, or what the user is doing.
+        # (In the language of this page, as the app shows it.)
+        client = ctx.client_name() or {"reset": _("Password reset"), "admin": _("Admin pages")}.get(
+            ctx.purpose, _("Your account")
+        )
         try:
             ch = svc.send(
                 ctx.user,
                 binding=ctx.binding,
-                client=client or "Your account",
+                client=client,
                 ip=request.remote_addr or "",
                 user_agent=request.user_agent.string,
             )
         except RateLimited as exc:
             return _render(
                 ctx,
-                f"Too many requests were sent. Wait {exc.retry_after} seconds, or try another way.",
+                ngettext(
+                    "Too many requests were sent. Wait %(num)d second, or try another way.",
+                    "Too many requests were sent. Wait %(num)d seconds, or try another way.",
+                    exc.retry_after,
+                ),
                 429,
                 **{"Retry-After": str(exc.retry_after)},
             )
@@ -141,13 +151,14 @@ def challenge_action(ctx: Ctx, impl: Any) -> Response:
 
 @bp.get("/status")
 def status() -> Response:
-    """This browser session's request: ``{"status", "number"?, "expires_in"?}``.
+    """The page's request: ``{"status", "number"?, "expires_in"?}``, for the context the
+    query names (the browser session, or a password-reset link in this browser).
     ``challenge`` (the id the page was rendered with) makes a replaced or lost request
     read as ``expired``."""
-    session, svc = current_session(), _service()
-    if session is None or current_user() is None or svc is None:
+    ctx, svc = load_ctx(signed_in=False), _service()
+    if isinstance(ctx, Response) or svc is None:
         return _json({"status": "signed_out"}, 401)
-    state, ch = svc.current(session.sid, request.args.get("challenge") or None)
+    state, ch = svc.current(ctx.binding, request.args.get("challenge") or None)
     body: dict[str, Any] = {"status": state}
     if ch is not None and state == "pending":
         body["number"] = ch.number
@@ -155,26 +166,22 @@ def status() -> Response:
     return _json(body)
 
 
-@bp.app_context_processor
-def _push_template_helpers() -> dict[str, Any]:
-    def push_state() -> dict[str, Any]:
-        """What the challenge page shows for push: the devices, the request's status,
-        its number, and the out-of-band status URL."""
-        session, user, svc = current_session(), current_user(), _service()
-        if session is None or user is None or svc is None:
-            return {"status": "none", "devices": [], "locked": False}
-        state, ch = svc.current(session.sid)
-        out: dict[str, Any] = {
-            "status": state,
-            "devices": [d.label for d in svc.devices(user)],
-            "locked": svc.is_locked(user),
-        }
-        if ch is not None:
-            out["challenge"] = ch.id
-            if state == "pending":
-                out["number"] = ch.number
-                out["expires_in"] = max(0, ch.expires - int(time.time()))
-                out["handle_url"] = url_for("push_api.status", handle=ch.handle, _external=False)
-        return out
-
-    return {"push_state": push_state}
+def challenge_vars(ctx: Ctx) -> dict[str, Any]:
+    """What the challenge page shows for push in this context: the devices, the
+    request's status, its number, and the out-of-band status URL."""
+    svc = _service()
+    if svc is None:
+        return {"push": {"status": "none", "devices": [], "locked": False}}
+    state, ch = svc.current(ctx.binding)
+    out: dict[str, Any] = {
+        "status": state,
+        "devices": [d.label for d in svc.devices(ctx.user)],
+        "locked": svc.is_locked(ctx.user),
+    }
+    if ch is not None:
+        out["challenge"] = ch.id
+        if state == "pending":
+            out["number"] = ch.number
+            out["expires_in"] = max(0, ch.expires - int(time.time()))
+            out["handle_url"] = url_for("push_api.status", handle=ch.handle, _external=False)
+    return {"push": out}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import update
 
 from ...extensions import db
@@ -16,8 +18,10 @@ from . import codes as recovery
 
 class RecoveryFactor(FactorPages):
     type = "recovery"
-    display_name = "Recovery codes"
-    description = "Ten one-time codes to print or save, for when you do not have your phone or key."
+    display_name = _l("Recovery codes")
+    description = _l(
+        "Ten one-time codes to print or save, for when you do not have your phone or key."
+    )
     first_factor = False
     challenge_template = "mfa/challenge/recovery.html"
 
@@ -52,7 +56,7 @@ class RecoveryFactor(FactorPages):
             db.select(Factor).filter_by(user_id=user.id, type=self.type)
         ).scalar_one_or_none()
         if factor is None:
-            factor = Factor(user_id=user.id, type=self.type, label="Recovery codes")
+            factor = Factor(user_id=user.id, type=self.type, label=_("Recovery codes"))
             db.session.add(factor)
         factor.status = "active"
         factor.activated_at = utcnow()
@@ -64,7 +68,7 @@ class RecoveryFactor(FactorPages):
     ) -> Verified:
         normalized = recovery.normalize(str(payload.get("code") or ""))
         if normalized is None or not factors:
-            raise InvalidResponse("That is not a recovery code.", reason="malformed code")
+            raise InvalidResponse(_l("That is not a recovery code."), reason="malformed code")
         digest = recovery.code_hash(self.svc.settings.secret_key, normalized)
         # Burn atomically: of two concurrent uses exactly one updates the row.
         burned = db.session.execute(
@@ -78,7 +82,8 @@ class RecoveryFactor(FactorPages):
         ).rowcount
         if burned != 1:
             raise InvalidResponse(
-                "That recovery code is not right or was already used.", reason="unknown or used"
+                _l("That recovery code is not right or was already used."),
+                reason="unknown or used",
             )
         factor = factors[0]
         factor.last_used_at = utcnow()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, abort, redirect, render_template, url_for
+from flask_babel import gettext as _
 
 from ... import audit
 from ...auth.session import BrowserSession
@@ -56,8 +57,8 @@ def _pending_codes(user: User, session: BrowserSession) -> list[str] | None:
 def _gone() -> Response:
     return error_page(
         410,
-        "Codes no longer shown",
-        "Recovery codes are shown only once. Create new codes if you did not save them.",
+        _("Codes no longer shown"),
+        _("Recovery codes are shown only once. Create new codes if you did not save them."),
     )
 
 
@@ -82,10 +83,9 @@ def recovery_download() -> Response:
     codes = _pending_codes(user, session)
     if codes is None:
         return _gone()
-    text = (
-        f"{svc.settings.ui.service_name} recovery codes for {user.email}\n"
-        "Each code works once.\n\n" + "\n".join(codes) + "\n"
-    )
+    heading = _("%(service)s recovery codes for %(email)s",
+                service=svc.settings.ui.service_name, email=user.email)  # fmt: skip
+    text = f"{heading}\n{_('Each code works once.')}\n\n" + "\n".join(codes) + "\n"
     return Response(
         text,
         mimetype="text/plain",

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import lazy_ngettext
 from sqlalchemy import or_, update
 
 from ...extensions import db
@@ -20,8 +23,8 @@ ENROLL_TTL = 900
 
 class TOTPFactor(FactorPages):
     type = "totp"
-    display_name = "Authenticator app"
-    description = (
+    display_name = _l("Authenticator app")
+    description = _l(
         "Use an app such as Google Authenticator, Microsoft Authenticator or any TOTP app "
         "on your phone to get a 6-digit code."
     )
@@ -47,8 +50,13 @@ class TOTPFactor(FactorPages):
         ).scalar_one()
         if count >= self.svc.settings.mfa.max_totp_per_user:
             raise EnrollmentError(
-                f"You already have {count} authenticator apps, the most allowed. "
-                "Remove one before adding another."
+                lazy_ngettext(
+                    "You already have %(num)d authenticator app, the most allowed. Remove it "
+                    "before adding another.",
+                    "You already have %(num)d authenticator apps, the most allowed. Remove one "
+                    "before adding another.",
+                    count,
+                )
             )
 
     def begin_enrollment(self, user: User, *, binding: str) -> dict[str, Any]:
@@ -67,7 +75,9 @@ class TOTPFactor(FactorPages):
         return {
             "uri": uri,
             "secret_grouped": totp.group_secret(secret),
-            "qr": qr_svg(uri, title=f"QR code to add {issuer} to your authenticator app"),
+            "qr": qr_svg(
+                uri, title=_("QR code to add %(service)s to your authenticator app", service=issuer)
+            ),
         }
 
     def finish_enrollment(self, user: User, code: str, label: str, *, binding: str) -> Factor:
@@ -75,7 +85,7 @@ class TOTPFactor(FactorPages):
         key = f"enroll:totp:{binding}"
         raw = self.svc.store.get(key)
         if raw is None:
-            raise EnrollmentError("The set-up expired. Start again to get a new QR code.")
+            raise EnrollmentError(_l("The set-up expired. Start again to get a new QR code."))
         # Checked again: another browser of the same user may have finished meanwhile.
         self._check_cap(user)
         secret_enc = json.loads(raw)["s"]
@@ -84,16 +94,18 @@ class TOTPFactor(FactorPages):
             step = totp.verify(secret, code, last_step=None)
         except totp.InvalidTOTPError:
             raise InvalidResponse(
-                "That code did not match. Check that the time on your phone is right and "
-                "enter the current code."
+                _l(
+                    "That code did not match. Check that the time on your phone is right and "
+                    "enter the current code."
+                )
             ) from None
         # One pending secret is activated at most once, even if the form is posted twice.
         if self.svc.store.take(key) is None:
-            raise EnrollmentError("This set-up was already completed.")
+            raise EnrollmentError(_l("This set-up was already completed."))
         factor = Factor(
             user_id=user.id,
             type=self.type,
-            label=label or "Authenticator app",
+            label=label or _("Authenticator app"),
             status="active",
             secret_enc=secret_enc,
             last_step=step,

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, render_template, request
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from ... import audit
 from ...security.ratelimit import RateLimited
@@ -36,11 +38,15 @@ def setup(ctx: Ctx, impl: Any) -> Response:
         except EnrollmentError as exc:
             error = exc.message
         except RateLimited as exc:
-            error = f"Too many attempts. Wait {exc.retry_after} seconds."
+            error = ngettext(
+                "Too many attempts. Wait %(num)d second.",
+                "Too many attempts. Wait %(num)d seconds.",
+                exc.retry_after,
+            )
     try:
         data = impl.begin_enrollment(ctx.user, binding=binding)
     except EnrollmentError as exc:
-        return error_page(409, "Cannot add another authenticator app", exc.message)
+        return error_page(409, _("Cannot add another authenticator app"), str(exc.message))
     status = 200 if error is None else 400
     return Response(
         render_template("mfa/totp_setup.html", error=error, ctx_args=ctx.args, **data),

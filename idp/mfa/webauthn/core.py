@@ -3,11 +3,17 @@
 No Flask, no database: callers keep the challenge (server side, single use) between the
 options and the verify step, and persist what the verify step returns.
 
-Policy: attestation "none" (we trust no vendor list), resident key and user verification
-"preferred" (passkeys where possible, plain security keys still work), user presence always
-required. Every failure raises :class:`WebAuthnError`, whose ``str()`` is safe to show a
-user and whose ``reason`` is the internal detail for the audit log. A signature counter that
-did not advance raises :class:`PossibleClone` (WebAuthn L2 6.1.1 and 7.2 step 21), and only
+Policy: attestation "none" (we trust no vendor list); at registration a resident key
+"preferred" (a passkey where the authenticator can keep one, a plain security key still
+works as a second step) and user verification "required" (WebAuthn L2 5.4.6, 5.8.6), with
+the ``credProps`` extension asked for so that the browser says whether the credential is
+discoverable (L2 10.4); user presence always required. A sign-in with a passkey alone asks
+for a discoverable credential (an empty allow list) with user verification "required";
+whether the user was verified is reported in :class:`Assertion` and decided by the caller.
+
+Every failure raises :class:`WebAuthnError`, whose ``str()`` is safe to show a user and
+whose ``reason`` is the internal detail for the audit log. A signature counter that did
+not advance raises :class:`PossibleClone` (WebAuthn L2 6.1.1 and 7.2 step 21), and only
 after the signature has been verified, so a forged response cannot trigger it.
 """
 
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 import secrets
@@ -22,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ec
+from flask_babel import lazy_gettext as _l
 from webauthn import (
     generate_authentication_options,
     generate_registration_options,
@@ -31,7 +40,10 @@ from webauthn import (
 )
 from webauthn.helpers import (
     decode_credential_public_key,
+    encode_cbor,
     parse_authentication_credential_json,
+    parse_authenticator_data,
+    parse_cbor,
     parse_client_data_json,
     parse_registration_credential_json,
 )
@@ -59,7 +71,9 @@ __all__ = [
     "b64url",
     "b64url_decode",
     "credential_id_of",
+    "decoy",
     "registration_options",
+    "uvm_amr",
     "verify_authentication",
     "verify_registration",
 ]
@@ -79,7 +93,7 @@ _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 class WebAuthnError(Exception):
     """A response that cannot be accepted. ``str(exc)`` is safe for users; ``reason`` is not."""
 
-    default_message = "This security key response could not be verified."
+    default_message = _l("This security key response could not be verified.")
 
     def __init__(self, reason: str, message: str | None = None) -> None:
         self.reason = reason
@@ -90,7 +104,7 @@ class WebAuthnError(Exception):
 class PossibleClone(WebAuthnError):
     """The signature counter did not advance: the authenticator may have been cloned."""
 
-    default_message = (
+    default_message = _l(
         "This security key was refused to protect your account. "
         "Use another way to sign in, or contact support."
     )
@@ -128,6 +142,9 @@ class NewCredential:
     backed_up: bool
     user_verified: bool
     alg: int
+    # The credProps extension's "rk" (WebAuthn L2 10.4): True when the browser says the
+    # credential is discoverable, False when it says it is not, None when it did not say.
+    discoverable: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +154,11 @@ class Assertion:
     user_verified: bool
     device_type: str
     backed_up: bool
+    # The user handle the authenticator returned (a discoverable credential), else None.
+    user_handle: bytes | None = None
+    # RFC 8176 values for how the authenticator verified the user, from the uvm extension
+    # of its (signed) authenticator data; empty when it did not say (the common case).
+    verification_amr: tuple[str, ...] = ()
 
 
 # --- encoding ---------------------------------------------------------------------------
@@ -176,6 +198,14 @@ def _descriptors(credentials: Sequence[StoredCredential]) -> list[PublicKeyCrede
     return out
 
 
+def _with_extensions(options_json: str, extensions: dict[str, Any]) -> str:
+    """*options_json* with client extension inputs added (py_webauthn has no parameter
+    for them)."""
+    data = json.loads(options_json)
+    data["extensions"] = {**data.get("extensions", {}), **extensions}
+    return json.dumps(data)
+
+
 def registration_options(
     rp: RelyingParty,
     *,
@@ -184,7 +214,13 @@ def registration_options(
     display_name: str,
     exclude: Sequence[StoredCredential],
 ) -> tuple[str, bytes]:
-    """Options for ``navigator.credentials.create()``: (JSON for the browser, challenge)."""
+    """Options for ``navigator.credentials.create()``: (JSON for the browser, challenge).
+
+    A resident key is *preferred*, not required: an authenticator that can keep a
+    discoverable credential makes a passkey (a sign-in without a password), one that
+    cannot still registers as a second step. User verification is *required*: the
+    authenticator checks a PIN, fingerprint or face, so a passkey can later stand for
+    two factors. ``credProps`` asks the browser to say which of the two it made."""
     if not isinstance(user_handle, bytes) or not 1 <= len(user_handle) <= MAX_USER_HANDLE_BYTES:
         raise ValueError("user_handle must be 1 to 64 bytes")
     challenge = secrets.token_bytes(CHALLENGE_BYTES)
@@ -199,12 +235,12 @@ def registration_options(
         attestation=AttestationConveyancePreference.NONE,
         authenticator_selection=AuthenticatorSelectionCriteria(
             resident_key=ResidentKeyRequirement.PREFERRED,
-            user_verification=UserVerificationRequirement.PREFERRED,
+            user_verification=UserVerificationRequirement.REQUIRED,
         ),
         exclude_credentials=_descriptors(exclude),
         supported_pub_key_algs=[COSEAlgorithmIdentifier(a) for a in SUPPORTED_ALGS],
     )
-    return options_to_json(options), challenge
+    return _with_extensions(options_to_json(options), {"credProps": True}), challenge
 
 
 def authentication_options(
@@ -215,7 +251,9 @@ def authentication_options(
 ) -> tuple[str, bytes]:
     """Options for ``navigator.credentials.get()``: (JSON for the browser, challenge).
 
-    An empty ``allow`` asks for a discoverable credential (passkey) of any user.
+    An empty ``allow`` asks for a discoverable credential (passkey) of any user. The
+    ``uvm`` extension (WebAuthn L2 10.3) asks the authenticator to say how it verified
+    the user; few do, and what they say only adds RFC 8176 values to ``amr``.
     """
     challenge = secrets.token_bytes(CHALLENGE_BYTES)
     options = generate_authentication_options(
@@ -225,7 +263,7 @@ def authentication_options(
         allow_credentials=_descriptors(allow),
         user_verification=UserVerificationRequirement(user_verification),
     )
-    return options_to_json(options), challenge
+    return _with_extensions(options_to_json(options), {"uvm": True}), challenge
 
 
 # --- verification -----------------------------------------------------------------------
@@ -299,7 +337,79 @@ def verify_registration(
         backed_up=verified.credential_backed_up,
         user_verified=verified.user_verified,
         alg=alg,
+        discoverable=_cred_props_rk(data),
     )
+
+
+def _cred_props_rk(data: dict[str, Any]) -> bool | None:
+    """The ``credProps`` client extension output's ``rk`` (WebAuthn L2 10.4), or None.
+
+    A client output, not signed by the authenticator: it only decides how the account
+    page labels a key and whether a passkey is offered, never what a credential may do
+    (a sign-in with a passkey alone is judged on its own signed assertion)."""
+    results = data.get("clientExtensionResults")
+    props = results.get("credProps") if isinstance(results, dict) else None
+    rk = props.get("rk") if isinstance(props, dict) else None
+    return rk if isinstance(rk, bool) else None
+
+
+# FIDO Registry of Predefined Values 3.1 (user verification methods) -> RFC 8176 2.
+_UVM_AMR: dict[int, str] = {
+    0x00000002: "fpt",  # FINGERPRINT_INTERNAL
+    0x00000004: "pin",  # PASSCODE_INTERNAL
+    0x00000008: "vbm",  # VOICEPRINT_INTERNAL
+    0x00000010: "face",  # FACEPRINT_INTERNAL
+    0x00000040: "iris",  # EYEPRINT_INTERNAL
+    0x00000080: "pin",  # PATTERN_INTERNAL (RFC 8176 "pin": a number or a pattern)
+    0x00000800: "pin",  # PASSCODE_EXTERNAL
+    0x00001000: "pin",  # PATTERN_EXTERNAL
+}
+
+
+def uvm_amr(authenticator_data: bytes) -> tuple[str, ...]:
+    """RFC 8176 values for how the authenticator verified the user, from the ``uvm``
+    extension output in its signed authenticator data (WebAuthn L2 10.3; FIDO Registry
+    3.1): ``fpt`` for a fingerprint, ``pin`` for a PIN or pattern, ``face``, ``iris``,
+    ``vbm``. Empty when the UV flag is not set or the authenticator reported nothing
+    (today's browsers do not pass the extension on, so this is the common case)."""
+    try:
+        parsed = parse_authenticator_data(authenticator_data)
+        if not parsed.flags.uv or not parsed.extensions:
+            return ()
+        extensions = parse_cbor(parsed.extensions)
+    except Exception:
+        return ()
+    entries = extensions.get("uvm") if isinstance(extensions, dict) else None
+    if not isinstance(entries, list):
+        return ()
+    found: set[str] = set()
+    for entry in entries[:3]:  # at most 3 entries (WebAuthn L2 10.3)
+        method = entry[0] if isinstance(entry, list) and entry else None
+        if isinstance(method, int) and not isinstance(method, bool):
+            found.update(v for bit, v in _UVM_AMR.items() if method & bit)
+    return tuple(sorted(found))
+
+
+@functools.cache
+def _decoy_public_key() -> bytes:
+    """A COSE ES256 public key whose private key nobody has (thrown away at once)."""
+    numbers = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
+    cose = {
+        1: 2,
+        3: -7,
+        -1: 1,
+        -2: numbers.x.to_bytes(32, "big"),
+        -3: numbers.y.to_bytes(32, "big"),
+    }
+    return encode_cbor(cose)
+
+
+def decoy(credential_id: bytes) -> StoredCredential:
+    """A stored credential for *credential_id* that no response can match: verifying an
+    assertion of an unknown credential against it costs what verifying a known one
+    costs, so the time of an answer does not tell whether a credential id is registered."""
+    return StoredCredential(credential_id=credential_id, public_key=_decoy_public_key(),
+                            sign_count=0)  # fmt: skip
 
 
 def credential_id_of(response: str | dict) -> bytes:
@@ -362,4 +472,6 @@ def verify_authentication(
         user_verified=verified.user_verified,
         device_type=verified.credential_device_type.value,
         backed_up=verified.credential_backed_up,
+        user_handle=parsed.response.user_handle or None,
+        verification_amr=uvm_amr(parsed.response.authenticator_data),
     )
