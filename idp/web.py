@@ -29,6 +29,7 @@ from .security.jsontext import (  # noqa: F401  (the JSON rule, re-exported for 
     parse_json,
 )
 from .security.ratelimit import RateLimited
+from .security.text import web_origin
 from .services import services
 from .store import StoreUnavailable
 from .wording import tel_uri
@@ -150,12 +151,12 @@ def allow_form_action(uri: str) -> None:
 
 def allow_img_src(uri: str | None) -> str | None:
     """Let this page show an image from *uri*'s origin (CSP img-src); returns *uri*
-    when it may be shown (http(s) with a host), else None."""
-    parts = urlsplit(uri or "")
-    if parts.scheme in ("http", "https") and parts.netloc:
-        g.setdefault("img_src", []).append(f"{parts.scheme}://{parts.netloc}")
-        return uri
-    return None
+    when it may be shown (http(s) with a plain host name), else None."""
+    origin = web_origin(uri)
+    if origin is None:
+        return None
+    g.setdefault("img_src", []).append(origin)
+    return uri
 
 
 def _service_logo() -> str:

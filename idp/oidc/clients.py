@@ -15,6 +15,7 @@ from ..auth.assurance import ACR_LEVELS
 from ..extensions import db
 from ..models import OAuthClient
 from ..models.oauth import AUTH_METHODS, GRANT_TYPES
+from ..security.text import web_origin
 from . import resources as api_resources
 
 
@@ -93,7 +94,7 @@ def check_info_uri(uri: str | None, *, field: str) -> str | None:
         host = parts.hostname
     except ValueError:
         raise ClientValidationError(f"The {field} is not a valid web address.") from None
-    if not host or "@" in parts.netloc:
+    if not host or "@" in parts.netloc or web_origin(uri) is None:
         raise ClientValidationError(f"The {field} must be a web address like https://example.gov/.")
     if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(host)):
         return uri

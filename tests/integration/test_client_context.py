@@ -42,6 +42,9 @@ def test_created_and_updated_with_its_context(app, make_client):
         ("client_uri", "javascript:alert(1)", "web address"),
         ("policy_uri", "https://user:pw@example.gov/", "web address"),
         ("tos_uri", "https://" + "x" * 2000 + ".gov/", "longer than 2000"),
+        # A host that is not a host name: it would add a directive to the page's CSP.
+        ("logo_uri", "https://cdn.example.gov;script-src https:/l.png", "web address"),
+        ("logo_uri", "https://cdn.example.gov script-src:443/l.png", "web address"),
     ],
 )
 def test_only_plain_https_addresses(app, make_client, field, value, message):
@@ -88,3 +91,18 @@ def test_dynamic_registration(app, client):
     resp = client.post("/connect/register", data=json.dumps(bad), content_type="application/json",
                        headers={"Authorization": f"Bearer {tok}"})  # fmt: skip
     assert resp.status_code == 400 and resp.json["error"] == "invalid_client_metadata"
+
+
+def test_a_logo_never_writes_anything_but_an_origin_into_the_csp(app):
+    """The logo's origin goes into the page's Content-Security-Policy img-src: only a
+    scheme, a host name and a port, whatever the stored address holds."""
+    from idp.web import allow_img_src
+
+    with app.test_request_context("/"):
+        assert allow_img_src("https://cdn.example.gov:8443/logo.png") is not None
+        assert allow_img_src("https://cdn.example.gov;script-src https:/l.png") is None
+        assert allow_img_src("https://a.gov script-src 'unsafe-inline'/x") is None
+        assert allow_img_src("data:image/png;base64,AAAA") is None
+        from flask import g
+
+        assert g.img_src == ["https://cdn.example.gov:8443"]
