@@ -94,11 +94,13 @@ def check_info_uri(uri: str | None, *, field: str) -> str | None:
         host = parts.hostname
     except ValueError:
         raise ClientValidationError(f"The {field} is not a valid web address.") from None
-    if not host or "@" in parts.netloc or web_origin(uri) is None:
-        raise ClientValidationError(f"The {field} must be a web address like https://example.gov/.")
-    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(host)):
-        return uri
-    raise ClientValidationError(f"The {field} must start with https://.")
+    # A web address in shape (a plain host, no user information) whatever its scheme;
+    # then only https, or http on this machine, is accepted.
+    if host and "@" not in parts.netloc and web_origin(parts._replace(scheme="https").geturl()):
+        if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(host)):
+            return uri
+        raise ClientValidationError(f"The {field} must start with https://.")
+    raise ClientValidationError(f"The {field} must be a web address like https://example.gov/.")
 
 
 #: Metadata for OpenID Connect Back-Channel Logout 1.0 (section 2.2), CORS, the client's
