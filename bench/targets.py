@@ -227,6 +227,8 @@ class Ours(Target):
             "IDP_LOGIN_FAILURES_PER_ACCOUNT_IP_PER_MINUTE": "1000000",
             "IDP_LOGIN_FAILURES_PER_IP_PER_MINUTE": "1000000",
             "IDP_MFA_RECOMMEND_SECOND": "false",
+            # The passkey offer shows once per 30 days per user; the peer has none.
+            "IDP_WEBAUTHN_PASSKEY_OFFER_DAYS": "0",
             "IDP_OPS_LOG_LEVEL": "WARNING",
         }
 

@@ -92,3 +92,21 @@ def test_user_pool_never_hands_out_a_user_twice_in_one_step(monkeypatch):
 @pytest.mark.parametrize("value, text", [(0.5, "0.50"), (12.34, "12.3"), (float("nan"), "n/a")])
 def test_fmt(value, text):
     assert harness.fmt(value) == text
+
+
+def test_the_in_process_benchmark_completes_every_journey(tmp_path):
+    """bench/quick.py walks the real pages (sign-in, challenge, consent, token): a page
+    added to the journey must be handled by the benchmark, not break it unnoticed."""
+    import subprocess
+
+    root = BENCH.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "TMPDIR": str(tmp_path)}
+    env = {k: v for k, v in env.items() if not k.startswith("IDP_") or k.startswith("IDP_TEST")}
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "quick.py"), "--seconds", "0.2", "--steps"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    for row in ("client_credentials grant", "full sign-in", "refresh_token grant",
+                "POST /mfa/challenge", "POST /token"):  # fmt: skip
+        assert row in done.stdout, done.stdout
