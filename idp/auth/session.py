@@ -108,14 +108,21 @@ class SessionManager:
     def _ttl(self, s: BrowserSession, now: int) -> int:
         return max(1, min(self.idle_timeout, s.created_at + self.absolute_timeout - now))
 
-    def _save(self, s: BrowserSession, now: int) -> None:
+    def _save(self, s: BrowserSession, now: int, *, record_only: bool = False) -> None:
+        """Write the record and the sid's entry with one lifetime. With *record_only* the
+        record alone is rewritten, keeping the expiry both got at the last full save
+        (``last_seen``), so it never outlives the sid's entry."""
         data = dict(vars(s))  # flat JSON values: no deep copy (dataclasses.asdict)
         data.pop("key")
-        ttl = self._ttl(s, now)
+        if record_only:
+            ttl = max(1, s.last_seen + self._ttl(s, s.last_seen) - now)
+        else:
+            ttl = self._ttl(s, now)
         self.store.set(f"session:{s.key}", json.dumps(data).encode(), ttl)
-        # sid -> store key, with the same lifetime: a refresh token bound to this session
-        # asks whether it is alive with one read.
-        self.store.set(f"session_sid:{s.sid}", s.key.encode(), ttl)
+        if not record_only:
+            # sid -> store key, with the same lifetime: a refresh token bound to this
+            # session asks whether it is alive with one read.
+            self.store.set(f"session_sid:{s.sid}", s.key.encode(), ttl)
 
     def is_alive(self, sid: str | None) -> bool:
         """True while the browser session with public id *sid* exists (not signed out,
@@ -199,7 +206,7 @@ class SessionManager:
         it changes)."""
         if s.last_client != client_id:
             s.last_client = client_id
-            self._save(s, int(self.clock()))
+            self._save(s, int(self.clock()), record_only=True)
 
     def _delete(self, s: BrowserSession, *, keep_sid: bool = False) -> None:
         """Forget the record *s*; with *keep_sid* its sid lives on in a rotated record."""

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from flask import g, has_request_context
+
 from ..security.crypto import equal, hash_token
 from ..store import Store
 
@@ -56,12 +58,21 @@ class TransactionStore:
         return txn
 
     def save(self, txn: Transaction) -> None:
-        self.store.set(f"txn:{txn.id}", json.dumps(vars(txn)).encode(), TRANSACTION_TTL)
+        raw = json.dumps(vars(txn)).encode()
+        self.store.set(f"txn:{txn.id}", raw, TRANSACTION_TTL)
+        _remember(txn.id, raw)
 
     def get(self, txn_id: str | None, browser_id: str | None) -> Transaction | None:
+        """The transaction *txn_id* if it belongs to the browser *browser_id*. Read from
+        the store once per request: the page, its language and its header ask for it
+        several times (each caller gets its own copy)."""
         if not txn_id or not browser_id or len(txn_id) > 64:
             return None
-        raw = self.store.get(f"txn:{txn_id}")
+        memo = _request_memo()
+        raw = memo.get(txn_id) if memo is not None else None
+        if raw is None:
+            raw = self.store.get(f"txn:{txn_id}")
+            _remember(txn_id, raw)
         if raw is None:
             return None
         data: dict[str, Any] = json.loads(raw)
@@ -72,8 +83,29 @@ class TransactionStore:
 
     def finish(self, txn: Transaction) -> None:
         self.store.delete(f"txn:{txn.id}")
+        _remember(txn.id, None)
 
     def claim(self, txn: Transaction) -> bool:
         """End the transaction atomically; False when another request already did
-        (so one authorization request yields at most one code)."""
+        (so one authorization request yields at most one code). Always asks the store."""
+        _remember(txn.id, None)
         return self.store.take(f"txn:{txn.id}") is not None
+
+
+def _request_memo() -> dict[str, bytes | None] | None:
+    """This request's transactions as last read or written (None outside a request)."""
+    if not has_request_context():
+        return None
+    memo: dict[str, bytes | None] | None = g.get("_idp_txns")
+    if memo is None:
+        memo = g._idp_txns = {}
+    return memo
+
+
+def _remember(txn_id: str, raw: bytes | None) -> None:
+    memo = _request_memo()
+    if memo is not None:
+        if raw is None:
+            memo.pop(txn_id, None)  # gone, or not yet seen: the next read asks the store
+        else:
+            memo[txn_id] = raw

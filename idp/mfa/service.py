@@ -162,6 +162,7 @@ class MFAService:
             raise InvalidResponse(_l("That sign-in method is not set up."), reason="no such factor")
         self.check_not_locked(user)
         self.svc.mfa_attempts.hit(str(user.id))
+        started = utcnow()
         try:
             result = impl.verify(user, factors, payload, binding=binding)
         except InvalidResponse as exc:
@@ -169,7 +170,9 @@ class MFAService:
             self._record_failure(user, factor_type, exc.reason)
             raise
         user.mfa_failures = 0
-        result.factor.last_used_at = utcnow()
+        used = result.factor.last_used_at
+        if used is None or used < started:  # not already written by the factor's own burn
+            result.factor.last_used_at = utcnow()
         audit.record("mfa.success", user_id=user.id, factor=factor_type,
                      factor_id=result.factor.id)  # fmt: skip
         db.session.commit()

@@ -6,8 +6,8 @@ request against a *generation* counter in the shared store (one Redis ``GET`` pe
 request instead of one SQL query per lookup):
 
 * any commit that adds, changes or deletes a client (admin pages, ``idp clients``,
-  dynamic registration) increments the generation after the commit, so every instance
-  drops its copies at its next request;
+  dynamic registration), an API or an API's scope increments the generation after the
+  commit, so every instance drops its copies at its next request;
 * a copy is also dropped after ``ttl`` seconds, which bounds how long a change can go
   unseen if the increment itself failed (Redis down at that moment);
 * when the store cannot be read, the cache is bypassed (the database answers);
@@ -24,16 +24,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from flask import current_app, g, has_app_context, has_request_context
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session
 
-from ..models import OAuthClient
+from ..models import ApiResource, OAuthClient, ResourceScope
 from ..store import Store, StoreUnavailable
 
 log = logging.getLogger("idp.oidc")
+
+T = TypeVar("T")
 
 GENERATION_KEY = "clients.generation"
 _GENERATION_TTL = 7 * 86400
@@ -104,8 +106,38 @@ class ClientCache:
                       "within %ss): %s", self.ttl, exc)  # fmt: skip
 
 
+class Remembered(Generic[T]):
+    """A value computed from the registrations (the origins every client allows, the
+    scopes discovery lists), kept per process while the generation stays the same and
+    for at most ``ttl`` seconds; computed afresh on every call when the store cannot
+    give a generation (the in-memory store, or Redis unreachable)."""
+
+    def __init__(self, compute: Callable[[], T], ttl: float = 30.0) -> None:
+        self.compute, self.ttl = compute, ttl
+        self._lock = threading.Lock()
+        self._value: tuple[bytes | None, float, T] | None = None
+
+    def get(self) -> T:
+        cache = client_cache()
+        generation = cache.generation() if cache is not None else None
+        now = time.monotonic()
+        value = self._value
+        if (generation is not None and value is not None and value[0] == generation
+                and now - value[1] < self.ttl):  # fmt: skip
+            return value[2]
+        fresh = self.compute()
+        with self._lock:
+            self._value = (generation, now, fresh)
+        return fresh
+
+
+#: What a change to any of these classes makes stale: clients, and the APIs (resources)
+#: and scopes they may be granted.
+_WATCHED = (OAuthClient, ApiResource, ResourceScope)
+
+
 def _note_changes(session: Session, *_: Any) -> None:
-    if any(isinstance(o, OAuthClient) for o in (*session.new, *session.dirty, *session.deleted)):
+    if any(isinstance(o, _WATCHED) for o in (*session.new, *session.dirty, *session.deleted)):
         session.info[_CHANGED] = True
 
 

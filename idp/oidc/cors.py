@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import threading
-import time
 from urllib.parse import unquote
 
 from flask import Flask, Response, g, request
@@ -43,7 +41,7 @@ from flask import Flask, Response, g, request
 from ..extensions import db
 from ..models import OAuthClient
 from ..services import services
-from .client_cache import client_cache
+from .client_cache import Remembered
 from .server import query_client
 
 #: Endpoints tied to a client: the methods a browser may use on each.
@@ -55,30 +53,12 @@ _VARY = "Origin"
 _PREFLIGHT_VARY = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
 
 
-class _Origins:
-    """The origins every enabled client allows, remembered while no client changes
-    (the client cache's generation) and for at most ``ttl`` seconds."""
-
-    def __init__(self, ttl: float = 30.0) -> None:
-        self.ttl = ttl
-        self._lock = threading.Lock()
-        self._value: tuple[bytes | None, float, frozenset[str]] | None = None
-
-    def get(self) -> frozenset[str]:
-        cache = client_cache()
-        generation = cache.generation() if cache is not None else None
-        now = time.monotonic()
-        value = self._value
-        if (generation is not None and value is not None and value[0] == generation
-                and now - value[1] < self.ttl):  # fmt: skip
-            return value[2]
-        rows = db.session.execute(
-            db.select(OAuthClient.allowed_origins).where(OAuthClient.disabled.is_(False))
-        ).scalars()
-        origins = frozenset(o for row in rows for o in (row or ()))
-        with self._lock:
-            self._value = (generation, now, origins)
-        return origins
+def _allowed_origins() -> frozenset[str]:
+    """The origins every enabled client allows."""
+    rows = db.session.execute(
+        db.select(OAuthClient.allowed_origins).where(OAuthClient.disabled.is_(False))
+    ).scalars()
+    return frozenset(o for row in rows for o in (row or ()))
 
 
 def _named_client_id() -> str | None:
@@ -103,7 +83,7 @@ def _client_allows(client_id: str | None, origin: str) -> bool:
     return client is not None and origin in (client.allowed_origins or ())
 
 
-def _userinfo_allows(origin: str, any_client: _Origins) -> bool:
+def _userinfo_allows(origin: str, any_client: Remembered[frozenset[str]]) -> bool:
     from .tokens import TokenService
 
     header = request.headers.get("Authorization", "")
@@ -117,7 +97,7 @@ def _userinfo_allows(origin: str, any_client: _Origins) -> bool:
 
 def init_cors(app: Flask) -> None:
     """Answer preflights and add the CORS headers to the endpoints above."""
-    any_client = _Origins()
+    any_client = Remembered(_allowed_origins)
 
     @app.before_request
     def _preflight() -> Response | None:

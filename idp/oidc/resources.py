@@ -33,9 +33,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from flask import current_app
+
 from .. import audit
 from ..extensions import db
 from ..models import ApiResource, OAuthClient, ResourceScope, client_resources
+from .client_cache import Remembered
 
 #: The OpenID Connect scopes (OIDC Core 5.4, 11; ``groups`` is this provider's). They
 #: are about the signed-in user and only ever travel in tokens for the client itself,
@@ -456,9 +459,20 @@ def check_client_scopes(scope: str, resource_uris: Iterable[str]) -> None:
 
 def supported_scopes() -> list[str]:
     """Every scope a client may be registered with: the OpenID Connect scopes, then the
-    registered resources' scopes (discovery's ``scopes_supported``)."""
+    registered resources' scopes, as the database holds them now."""
     names = db.session.execute(db.select(ResourceScope.name).order_by(ResourceScope.name))
     return [*OIDC_SCOPES, *names.scalars()]
+
+
+def advertised_scopes() -> list[str]:
+    """:func:`supported_scopes` for discovery's ``scopes_supported``: read once per
+    change of the registrations in each process (:class:`Remembered`), not per request."""
+    memo = current_app.extensions.get("idp.advertised_scopes")
+    if memo is None:
+        memo = current_app.extensions["idp.advertised_scopes"] = Remembered(
+            lambda: tuple(supported_scopes())
+        )
+    return list(memo.get())
 
 
 def scope_catalog(names: Iterable[str]) -> dict[str, tuple[ApiResource, str]]:

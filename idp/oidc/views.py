@@ -41,11 +41,11 @@ from . import authorize as pipeline
 from .claims import user_claims
 from .resources import (
     InvalidTarget,
+    advertised_scopes,
     allowed_resources,
     authorization_scope,
     scope_catalog,
     serves_audience,
-    supported_scopes,
 )
 from .server import AUTH_METHODS, query_client
 from .tokens import TokenService, is_id_token_header
@@ -104,7 +104,7 @@ def discovery() -> Response:
         "revocation_endpoint": f"{iss}/revoke",
         "registration_endpoint": f"{iss}/connect/register",  # RFC 7591 / RFC 8414 2
         # OIDC scopes, then the scopes of the registered APIs (RFC 8707 resources).
-        "scopes_supported": supported_scopes(),
+        "scopes_supported": advertised_scopes(),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],

@@ -403,3 +403,26 @@ def test_changing_and_deleting_a_resource_takes_its_scopes_from_clients(app, wor
     assert audit_events(app, "resource.updated")[-1].details["removed_scopes"] == ["forms:write"]
     result = rp.sign_in("ada@example.com", PASSWORD, scope=OIDC, resource=FORMS)
     assert result.error == "invalid_target"
+
+
+def test_discovery_follows_every_change_of_the_scopes(app, world, client):
+    """Discovery remembers the scopes between changes (on Redis, checked against the
+    registrations' generation); each change, in any process, shows at the next request."""
+    from idp.extensions import db
+    from idp.models import ResourceScope
+    from idp.oidc.client_cache import GENERATION_KEY
+    from idp.oidc.resources import find_resource, update_resource
+
+    def listed() -> set[str]:
+        return set(client.get("/.well-known/openid-configuration").get_json()["scopes_supported"])
+
+    assert "cal:read" in listed() and "cal:write" not in listed()
+    with app.app_context():
+        update_resource(find_resource(CALENDAR),
+                        scopes=[("cal:read", "See your calendar"), ("cal:write", "Change it")])  # fmt: skip
+    assert "cal:write" in listed()
+    with app.app_context():  # another process's change: its commit bumps the generation
+        db.session.execute(db.delete(ResourceScope).where(ResourceScope.name == "cal:write"))
+        db.session.commit()
+        app.extensions["idp"].store.incr(GENERATION_KEY, 60)
+    assert "cal:write" not in listed()

@@ -158,3 +158,36 @@ def test_destroy_all(mgr):
     assert mgr.load(c) is not None
     assert mgr.count_for(7) == 0 and mgr.count_for(8) == 1
     assert mgr.destroy_all(7) == 0
+
+
+def test_noting_the_client_rewrites_the_record_only_and_never_outlives_the_sid(clock):
+    """The application signed in to is noted with one write, which keeps the expiry of
+    the last full save: the record and its sid entry end at the same moment, so a
+    session is never alive while ``is_alive(sid)`` says it ended."""
+    store = MemoryStore(clock=clock)
+    mgr = SessionManager(store, idle_timeout=IDLE, absolute_timeout=ABSOLUTE, clock=clock)
+    cookie, s = mgr.establish(7, "pwd")
+    clock.advance(20)  # within the touch interval: loading writes nothing
+    loaded = mgr.load(cookie)
+    writes = []
+    original = store.set
+    store.set = lambda key, value, ttl: (writes.append((key, ttl)), original(key, value, ttl))
+    mgr.note_client(loaded, "portal")
+    assert writes == [(f"session:{s.key}", IDLE - 20)]  # one write, the same end
+    mgr.note_client(loaded, "portal")
+    assert len(writes) == 1  # unchanged: no write
+    store.set = original
+    clock.advance(IDLE - 20 - 1)
+    assert mgr.is_alive(s.sid) and mgr.load(cookie) is not None
+    assert mgr.load(cookie).last_client == "portal"
+
+
+def test_record_and_sid_entry_expire_together_after_noting_a_client(clock):
+    store = MemoryStore(clock=clock)
+    mgr = SessionManager(store, idle_timeout=IDLE, absolute_timeout=ABSOLUTE, clock=clock)
+    cookie, s = mgr.establish(7, "pwd")
+    clock.advance(20)  # within the touch interval: the last full save stays at T0
+    mgr.note_client(mgr.load(cookie), "portal")
+    clock.advance(IDLE - 20)  # the idle limit of the last full save
+    assert store.get(f"session:{s.key}") is None
+    assert store.get(f"session_sid:{s.sid}") is None and not mgr.is_alive(s.sid)
