@@ -22,6 +22,7 @@ import collections
 import cProfile
 import hashlib
 import hmac
+import os
 import pstats
 import re
 import struct
@@ -289,7 +290,10 @@ def main() -> None:
             op[args.profile]()
         profiler.disable()
         print()
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(60)
+        stats = pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_SORT", "cumulative"))
+        stats.print_stats(60)
+        if os.environ.get("BENCH_CALLERS"):
+            stats.print_callers(os.environ["BENCH_CALLERS"])
 
 
 if __name__ == "__main__":

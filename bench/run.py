@@ -4,10 +4,11 @@
     make bench BENCH_ARGS=--quick   # a smoke run, under ~2 minutes
     .venv/bin/python bench/run.py --skip-peer --runs 5 --json result.json
 
-Our provider runs for real over HTTP under gunicorn (several workers) on PostgreSQL and
-Redis, in a database ``idp_bench_<hex>`` and under a Redis key prefix of its own, both
-removed at the end. The peer, node-oidc-provider, is installed from the npm registry
-into ``.cache/bench/oidc-provider`` on first use and configured equivalently (see
+Our provider runs for real over HTTP under ``idp serve`` (granian, several workers; or
+gunicorn with ``--server gunicorn``) on PostgreSQL and Redis, in a database
+``idp_bench_<hex>`` and under a Redis key prefix of its own, both removed at the end.
+The peer, node-oidc-provider, is installed from the npm registry into
+``.cache/bench/oidc-provider`` on first use and configured equivalently (see
 ``bench/peer/server.mjs`` and docs/PERFORMANCE.md for what differs).
 
 Throughput is reported per server CPU-second (= per core at full use), counted from the
@@ -348,9 +349,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, help="seconds per run (default 15, quick 4)")
     ap.add_argument("--big-users", type=int, help="users for the scaling figure (default 1M)")
     ap.add_argument(
-        "--workers", type=int, default=2 * (os.cpu_count() or 1), help="gunicorn workers"
+        "--workers", type=int, default=2 * (os.cpu_count() or 1), help="our worker processes"
     )
-    ap.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
+    ap.add_argument("--threads", type=int, default=4, help="our threads per worker")
+    ap.add_argument("--server", default="granian", choices=["granian", "gunicorn"],
+                    help="our server: idp serve (granian) or gunicorn.conf.py")  # fmt: skip
     ap.add_argument("--peer-workers", type=int, default=os.cpu_count() or 1, help="node workers")
     ap.add_argument("--keys", default="RS256", choices=["RS256", "ES256"], help="our signing alg")
     ap.add_argument("--json", type=Path, help="also write the raw figures here")
@@ -382,11 +385,12 @@ def main(argv: list[str] | None = None) -> int:
             peer.drop()
     ours_result = None
     if not args.skip_ours:
-        ours = Ours(workers=args.workers, threads=args.threads, users=2000, algorithm=args.keys)
+        ours = Ours(workers=args.workers, threads=args.threads, users=2000, algorithm=args.keys,
+                    server=args.server)  # fmt: skip
         try:
             log(
                 f"ours: database {ours.db}, "
-                f"{ours.workers} gunicorn workers x {ours.threads} threads"
+                f"{ours.workers} {ours.server} workers x {ours.threads} threads"
             )
             ours.create()
             ours.start()

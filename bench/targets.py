@@ -1,5 +1,5 @@
-"""The two servers under test: our provider under gunicorn on PostgreSQL + Redis, and
-node-oidc-provider (installed from the npm registry into ``.cache/bench``) on Redis.
+"""The two servers under test: our provider (``idp serve``, or gunicorn) on PostgreSQL and
+Redis, and node-oidc-provider (installed from the npm registry into ``.cache/bench``) on Redis.
 
 Each target knows how to start and stop itself, how to walk one browserless sign-in
 (authorize -> password -> TOTP -> code -> token) and which Redis keys are its sessions.
@@ -28,7 +28,7 @@ from harness import Browser, Reply, basic_auth, pkce_pair, query_of, totp
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache" / "bench"
-# The tree gunicorn serves (another checkout, to compare before and after a change).
+# The tree our server runs (another checkout, to compare before and after a change).
 SERVER_ROOT = Path(os.environ.get("BENCH_SERVER_ROOT", str(ROOT)))
 PASSWORD = "a perfectly fine passphrase"
 REDIRECT_URI = "http://127.0.0.1:9/cb"
@@ -196,11 +196,14 @@ def _leaves(url: str) -> bool:
 
 
 class Ours(Target):
-    """Our provider: gunicorn (gthread) workers, PostgreSQL and Redis, RS256 keys."""
+    """Our provider as production runs it (``idp serve``: granian; or gunicorn with
+    gthread workers), PostgreSQL and Redis, RS256 or ES256 keys."""
 
-    def __init__(self, *, workers: int, threads: int, users: int, algorithm: str = "RS256"):
+    def __init__(self, *, workers: int, threads: int, users: int, algorithm: str = "RS256",
+                 server: str = "granian"):  # fmt: skip
         super().__init__(name="ours", users=users)
         self.workers, self.threads, self.algorithm = workers, threads, algorithm
+        self.server = server
         self.db = f"idp_bench_{uuid.uuid4().hex[:10]}"
         self.redis_prefix = f"idp_bench:{self.db}:"
         self.session_patterns = ("session:*", "user_sessions:*")
@@ -343,7 +346,7 @@ class Ours(Target):
         return time.time() - t0
 
     def start(self) -> None:
-        self.log = self.scratch / "gunicorn.log"
+        self.log = self.scratch / f"{self.server}.log"
         env = {
             **os.environ,
             **self.env,
@@ -357,8 +360,13 @@ class Ours(Target):
             "GUNICORN_CMD_ARGS": "--max-requests 0",
         }
         (self.scratch / "metrics").mkdir(exist_ok=True)
+        if self.server == "granian":  # idp serve, from the tree under test
+            command = [sys.executable, "-m", "idp.serving"]
+        else:
+            command = [str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py",
+                       "wsgi:app"]  # fmt: skip
         self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
+            command,
             cwd=SERVER_ROOT,
             env=env,
             stdout=self.log.open("wb"),

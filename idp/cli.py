@@ -1488,7 +1488,7 @@ def _demo_api(connexion_url: str) -> str:
 @click.option("--host", default=None)
 @click.option("--port", type=int, default=None)
 def run(host: str | None, port: int | None) -> None:
-    """Run the development server (single process; use gunicorn in production)."""
+    """Run the development server (single process; `idp serve` in production)."""
     from .app import create_app
     from .keys import KeyRingError
     from .ops import configure_logging
@@ -1510,6 +1510,18 @@ def run(host: str | None, port: int | None) -> None:
     click.echo(f"issuer        {settings.issuer}")
     click.echo(f"discovery     {settings.issuer}/.well-known/openid-configuration")
     app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+
+
+@main.command("serve")
+def serve() -> None:
+    """Run the production server (granian): IDP_BIND, WEB_CONCURRENCY, IDP_THREADS."""
+    from .serving import ServeError
+    from .serving import serve as run_server
+
+    try:
+        run_server()
+    except (ConfigError, ServeError) as exc:
+        _fail(str(exc))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -61,12 +61,13 @@ CONFIG_ENV_VAR = "IDP_CONFIG"
 NON_SETTING_VARIABLES: Mapping[str, str] = MappingProxyType({
     CONFIG_ENV_VAR: "idp/config.py: the TOML file to load",
     "IDP_LOG_CONFIG": "idp/app.py: log the effective settings at start-up",
-    "IDP_BIND": "gunicorn.conf.py: the address to listen on",
-    "IDP_THREADS": "gunicorn.conf.py: threads per worker",
+    "IDP_BIND": "idp/serving.py, gunicorn.conf.py: the address to listen on",
+    "IDP_THREADS": "idp/serving.py, gunicorn.conf.py, idp/mfa/push/api.py: threads per worker",
     "IDP_WORKER_TIMEOUT": "gunicorn.conf.py: seconds before a stuck worker is replaced",
-    "IDP_GRACEFUL_TIMEOUT": "gunicorn.conf.py: seconds requests in flight get on SIGTERM",
+    "IDP_GRACEFUL_TIMEOUT": "idp/serving.py, gunicorn.conf.py: seconds requests in flight "
+    "get on SIGTERM",
     "IDP_FORWARDED_ALLOW_IPS": "gunicorn.conf.py: proxies whose forwarded headers count",
-    "IDP_ACCESS_LOG": "gunicorn.conf.py: the access log file",
+    "IDP_ACCESS_LOG": "idp/granian_app.py, gunicorn.conf.py: the access log file",
     "IDP_VERIFY_STATE": "clients/verify: the companion app's state file",
     "IDP_TEST_REQUIRE": "tests, .ci/: services whose absence fails the test run",
     "IDP_TEST_POSTGRES_URL": "tests: the PostgreSQL server",

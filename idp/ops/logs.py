@@ -325,7 +325,8 @@ class RequestIdFilter(logging.Filter):
     """Adds ``record.request_id`` ("-" outside a request)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = current_request_id() or "-"
+        if getattr(record, "request_id", "-") in (None, "-"):  # kept when a line names it
+            record.request_id = current_request_id() or "-"
         return True
 
 
@@ -429,3 +430,74 @@ def init_request_ids(app: Flask) -> None:
         if request_id:
             resp.headers[HEADER] = request_id
         return resp
+
+
+class AccessLog:
+    """One access line per request, written by the application (``idp serve``: granian's
+    own access log cannot redact). The same content as gunicorn's: the request line
+    (every secret in it redacted by :func:`redact`), status, bytes, duration and the
+    request id, as text or, with ``[ops] log_format = "json"``, the fields of
+    :class:`JSONGunicornLogger`. Lines go to the ``idp.access`` logger when the
+    response is closed (PEP 3333), so the duration covers the whole body."""
+
+    def __init__(self, app: Any, log_format: str = "text") -> None:
+        self.app, self.json = app, log_format == "json"
+        self.log = logging.getLogger("idp.access")
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        started = time.perf_counter()
+        seen: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            seen["status"], seen["headers"] = status, headers
+            return start_response(status, headers, exc_info)
+
+        body = self.app(environ, capture)
+        return _Closing(body, lambda: self._write(environ, seen, started))
+
+    def _write(self, environ: dict[str, Any], seen: dict[str, Any], started: float) -> None:
+        if not self.log.isEnabledFor(logging.INFO):
+            return
+        headers = {k.lower(): v for k, v in seen.get("headers", ())}
+        status = str(seen.get("status", "500")).split(" ", 1)[0]
+        method = environ.get("REQUEST_METHOD", "-")
+        path = redact(environ.get("PATH_INFO", "") or "/")
+        query = redact(environ.get("QUERY_STRING", ""))
+        length = headers.get("content-length", "")
+        size = int(length) if is_ascii_digits(length) else None
+        ms = round((time.perf_counter() - started) * 1000, 3)
+        remote = environ.get("REMOTE_ADDR", "-")
+        request_id = headers.get(HEADER.lower())
+        if self.json:
+            agent = environ.get("HTTP_USER_AGENT")
+            fields = {"method": method, "path": path, "query": query or None,
+                      "status": int(status) if is_ascii_digits(status) else status,
+                      "duration_ms": ms, "bytes": size, "remote": remote,
+                      "user_agent": redact(agent) if agent else None}  # fmt: skip
+            self.log.info("%s %s %s", method, path, status,
+                          extra={FIELDS_ATTRIBUTE: fields, "request_id": request_id})  # fmt: skip
+            return
+        target = f"{path}?{query}" if query else path
+        protocol = environ.get("SERVER_PROTOCOL", "HTTP/1.1")
+        self.log.info('%s "%s %s %s" %s %s %sms', remote, method, target, protocol,
+                      status, size if size is not None else "-", ms,
+                      extra={"request_id": request_id or "-"})  # fmt: skip
+
+
+class _Closing:
+    """A response body that calls *done* once when the server closes it."""
+
+    def __init__(self, body: Any, done: Any) -> None:
+        self.body, self.done = body, done
+
+    def __iter__(self) -> Any:
+        return iter(self.body)
+
+    def close(self) -> None:
+        try:
+            if hasattr(self.body, "close"):
+                self.body.close()
+        finally:
+            done, self.done = self.done, None
+            if done is not None:
+                done()

@@ -409,6 +409,17 @@ def _request_or_none(url: str) -> int | None:
         return None
 
 
+#: The request lines of an access log for the requests of :func:`_secrets`.
+ACCESS_LINES = (
+    '"GET /verify/[redacted] HTTP/1.1"',
+    '"GET /reset/[redacted] HTTP/1.1"',
+    '"GET /mfa/challenge?reset=[redacted] HTTP/1.1"',
+    '"GET /account/email/confirm/[redacted] HTTP/1.1"',
+    '"GET /push/v1/status/[redacted] HTTP/1.1"',
+    '"GET /logout?id_token_hint=[redacted] HTTP/1.1"',
+)
+
+
 def test_gunicorn_as_configured_writes_redacted_access_lines(served, tmp_path):
     port = _free_port()
     out = _serve_and_log(
@@ -418,14 +429,7 @@ def test_gunicorn_as_configured_writes_redacted_access_lines(served, tmp_path):
         port,
         tmp_path / "gunicorn.log",
     )  # fmt: skip
-    for line in (
-        '"GET /verify/[redacted] HTTP/1.1"',
-        '"GET /reset/[redacted] HTTP/1.1"',
-        '"GET /mfa/challenge?reset=[redacted] HTTP/1.1"',
-        '"GET /account/email/confirm/[redacted] HTTP/1.1"',
-        '"GET /push/v1/status/[redacted] HTTP/1.1"',
-        '"GET /logout?id_token_hint=[redacted] HTTP/1.1"',
-    ):
+    for line in ACCESS_LINES:
         assert line in out, out
 
 
@@ -444,3 +448,24 @@ def test_idp_run_request_log_is_redacted(served, tmp_path):
         '"GET /logout?id_token_hint=[redacted] HTTP/1.1"',
     ):
         assert line in out, out
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_idp_serve_writes_redacted_access_lines(served, tmp_path, log_format):
+    """granian's own access log cannot redact: the application writes the lines."""
+    port = _free_port()
+    out = _serve_and_log([_bin("idp"), "serve"],
+                         {**served, "IDP_BIND": f"127.0.0.1:{port}", "IDP_OPS_LOG_FORMAT": log_format},
+                         port, tmp_path / "serve.log")  # fmt: skip
+    if log_format == "text":
+        for line in ACCESS_LINES:
+            assert line in out, out
+        return
+    lines = [json.loads(line) for line in out.splitlines() if line.strip()]  # every line JSON
+    access = [line for line in lines if line.get("logger") == "idp.access"]
+    paths = {line["path"] for line in access}
+    assert {"/verify/[redacted]", "/reset/[redacted]", "/push/v1/status/[redacted]"} <= paths
+    reset = next(line for line in access if line["path"] == "/reset/[redacted]")
+    assert reset["method"] == "GET" and isinstance(reset["status"], int)
+    assert reset["request_id"] and reset["duration_ms"] >= 0
+    assert any(line.get("logger", "").startswith("_granian") for line in lines)  # its own lines

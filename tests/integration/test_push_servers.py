@@ -1,5 +1,6 @@
-"""Push approval the way production runs it: gunicorn with two workers sharing
-PostgreSQL and Redis, and the real ``idp-verify`` app as a separate process.
+"""Push approval the way production runs it: two workers sharing PostgreSQL and Redis
+under either supported server (granian through ``idp serve``, the default, and gunicorn
+with gthread workers), and the real ``idp-verify`` app as a separate process.
 
 The browser side is driven over real HTTP by the mock relying party. The app's
 long-poll waits on Redis pub/sub in one worker while the browser's requests land on
@@ -61,6 +62,8 @@ class Provider:
     client_secret: str
     log_path: Path
     workdir: Path
+    server: str = ""
+    prefix: str = ""
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -80,8 +83,12 @@ def _cli(env, cwd, *args, stdin=None) -> str:
     return proc.stdout
 
 
-@pytest.fixture(scope="module")
-def provider(tmp_path_factory) -> Iterator[Provider]:
+#: Threads per worker: at most half of them hold a push long-poll.
+THREADS = 4
+
+
+@pytest.fixture(scope="module", params=["granian", "gunicorn"])
+def provider(request, tmp_path_factory) -> Iterator[Provider]:
     need("postgres", postgres_available(), "nothing listens on 127.0.0.1:5432")
     need("redis", redis_available(), "nothing listens on 127.0.0.1:6379")
     import psycopg
@@ -110,6 +117,9 @@ def provider(tmp_path_factory) -> Iterator[Provider]:
         IDP_MFA_REQUIRED="true",
         IDP_PUSH_CHALLENGE_TTL=str(CHALLENGE_TTL),
         IDP_PUSH_SENDS_PER_USER="50",
+        # The crowd test opens more long-polls than the workers have threads.
+        IDP_PUSH_MAX_POLLS_PER_DEVICE="10",
+        IDP_THREADS=str(THREADS),
         # Every test signs in again from 127.0.0.1.
         IDP_LOGIN_FAILURES_PER_ACCOUNT_IP_PER_MINUTE="100",
         IDP_LOGIN_PER_IP_PER_MINUTE="100",
@@ -144,31 +154,20 @@ def provider(tmp_path_factory) -> Iterator[Provider]:
             "Push User",
             stdin=PASSWORD + "\n",
         )
-        log_path = workdir / "gunicorn.log"
+        log_path = workdir / f"{request.param}.log"
+        if request.param == "granian":
+            command = [_bin("idp"), "serve"]
+            env.update(IDP_BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY="2")
+        else:
+            command = [_bin("gunicorn"), "--chdir", str(ROOT), "-w", "2", "-k", "gthread",
+                       "--threads", str(THREADS), "-b", f"127.0.0.1:{port}", "--timeout", "60",
+                       "wsgi:app"]  # fmt: skip
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
-                [
-                    _bin("gunicorn"),
-                    "--chdir",
-                    str(ROOT),
-                    "-w",
-                    "2",
-                    "-k",
-                    "gthread",
-                    "--threads",
-                    "4",
-                    "-b",
-                    f"127.0.0.1:{port}",
-                    "--timeout",
-                    "60",
-                    "wsgi:app",
-                ],
-                env=env,
-                cwd=workdir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                command, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT
             )
         p = Provider(issuer, env, client["client_id"], client["client_secret"], log_path, workdir)
+        p.server, p.prefix = request.param, prefix
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -178,7 +177,7 @@ def provider(tmp_path_factory) -> Iterator[Provider]:
                     break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"gunicorn did not start:\n{p.log()}")
+                    pytest.fail(f"{request.param} did not start:\n{p.log()}")
                 time.sleep(0.2)
         yield p
     finally:
@@ -198,8 +197,9 @@ def provider(tmp_path_factory) -> Iterator[Provider]:
 
 
 @pytest.fixture(scope="module")
-def app_state(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("idp-verify") / "accounts.json"
+def app_state(provider, tmp_path_factory) -> Path:
+    """The app's state, one per provider (server) under test."""
+    return tmp_path_factory.mktemp(f"idp-verify-{provider.server}") / "accounts.json"
 
 
 def verify(state: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -262,7 +262,49 @@ def enrolled(provider, app_state) -> Path:
 
 
 def test_two_workers_serve_the_provider(provider):
-    assert len(re.findall(r"Booting worker with pid", provider.log())) >= 2
+    booted = r"Spawning worker-\d" if provider.server == "granian" else r"Booting worker with pid"
+    assert len(re.findall(booted, provider.log())) >= 2
+
+
+def test_a_crowd_of_long_polls_does_not_starve_sign_ins(provider, enrolled):
+    """More long-polls than the workers have threads: each worker holds at most half
+    its threads' worth and answers the others at once (503, try again), so a sign-in
+    goes through while the held ones still wait."""
+    import redis
+
+    crowd = 2 * THREADS + 2
+    polls = [
+        subprocess.Popen([_bin("idp-verify"), "--state", str(enrolled), "pending", "--wait", "20"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(crowd)
+    ]  # fmt: skip
+    r = redis.Redis.from_url(REDIS_URL)
+    try:
+        # Every poll is either held (a slot in the store) or already answered busy.
+        deadline = time.monotonic() + 30
+        while True:
+            held = sum(r.scard(k) for k in r.scan_iter(match=f"{provider.prefix}push:polls:*")
+                       if b"refused" not in k)  # fmt: skip
+            answered = sum(p.poll() is not None for p in polls)
+            if held + answered >= crowd and held > 0:
+                break
+            assert time.monotonic() < deadline, (held, answered)
+            time.sleep(0.2)
+        rp = browser(provider)
+        resp = walk(rp, rp.start(), email=EMAIL, password=PASSWORD)
+        assert path_of(resp) == "/mfa/challenge", resp.url
+        waiting = [p for p in polls if p.poll() is None]
+        assert 0 < len(waiting) <= THREADS  # half the threads of each of the two workers
+        for p in polls:
+            if p.poll() is not None:
+                _out, err = p.communicate()
+                assert p.returncode != 0 and "busy" in err, err
+    finally:
+        for p in polls:
+            if p.poll() is None:
+                p.kill()
+            p.communicate()
+        r.close()
 
 
 def test_sign_in_approved_in_the_listening_app_gets_tokens(provider, enrolled):

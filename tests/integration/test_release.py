@@ -1,6 +1,6 @@
 """The release: the provider's wheel installs without the repository and runs
-(`idp db upgrade`, `idp keys ensure`, the WSGI app under gunicorn); the idp-verify
-companion app installs alone with only what it imports.
+(`idp db upgrade`, `idp keys ensure`, the WSGI app under `idp serve` and gunicorn); the
+idp-verify companion app installs alone with only what it imports.
 
 Offline-safe: the wheels are built from this tree with the project virtualenv's own
 setuptools (``pip wheel --no-deps --no-build-isolation``), installed with ``--no-deps
@@ -82,6 +82,8 @@ def test_the_wheel_holds_the_provider_only(provider_wheel):
     for needed in (
         "idp/wsgi.py",
         "idp/gunicorn_conf.py",
+        "idp/serving.py",
+        "idp/granian_app.py",
         "idp/migrations/env.py",
         "idp/migrations/alembic.ini",
         "idp/migrations/script.py.mako",
@@ -122,29 +124,35 @@ def test_the_installed_wheel_migrates_and_serves(provider_wheel, tmp_path):
     )
     assert run(str(bin_dir / "python"), "-c", probe).startswith("200 ")
 
-    # The production server, from the package alone: gunicorn's settings and the app.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(  # noqa: S603
-        [str(bin_dir / "python"), "-m", "gunicorn", "-c", "python:idp.gunicorn_conf",
-         "-b", f"127.0.0.1:{port}", "idp.wsgi:app"],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, proc.communicate()
-            try:
-                resp = requests.get(f"http://127.0.0.1:{port}/jwks", timeout=2)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
-        assert resp.status_code == 200 and resp.json()["keys"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+    # The production servers, from the package alone: `idp serve` (granian), and
+    # gunicorn with its settings.
+    for server in ("idp serve", "gunicorn"):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if server == "idp serve":
+            command = [str(bin_dir / "idp"), "serve"]
+        else:
+            command = [str(bin_dir / "python"), "-m", "gunicorn", "-c", "python:idp.gunicorn_conf",
+                       "idp.wsgi:app"]  # fmt: skip
+        proc = subprocess.Popen(  # noqa: S603
+            command, env={**env, "IDP_BIND": f"127.0.0.1:{port}"}, cwd=tmp_path,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                assert proc.poll() is None, proc.communicate()
+                try:
+                    resp = requests.get(f"http://127.0.0.1:{port}/jwks", timeout=2)
+                    break
+                except requests.ConnectionError:
+                    assert time.monotonic() < deadline, server
+                    time.sleep(0.1)
+            assert resp.status_code == 200 and resp.json()["keys"], server
+        finally:
+            proc.terminate()
+            assert proc.wait(timeout=40) == 0 or server == "gunicorn", proc.communicate()
 
 
 def test_idp_verify_installs_alone(tmp_path):

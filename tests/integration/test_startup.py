@@ -158,16 +158,21 @@ def _env(tmp_path: Path, keys: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def _run(env: dict[str, str]) -> subprocess.CompletedProcess:
+def _run(env: dict[str, str], command: str = "run") -> subprocess.CompletedProcess:
     # A server that wrongly starts is killed by the timeout (and the test fails).
     return subprocess.run(
-        [str(IDP), "run"], env=env, capture_output=True, text=True, timeout=30, check=False
+        [str(IDP), command], env=env, capture_output=True, text=True, timeout=30, check=False
     )
 
 
-def test_run_without_keys_exits_with_a_hint(tmp_path):
+#: The development server and the production server refuse the same way.
+SERVERS = pytest.mark.parametrize("command", ["run", "serve"])
+
+
+@SERVERS
+def test_run_without_keys_exits_with_a_hint(tmp_path, command):
     missing = tmp_path / "keys"
-    result = _run(_env(tmp_path, missing))
+    result = _run(_env(tmp_path, missing), command)
     assert result.returncode == 1, result  # refused (not a usage error)
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
@@ -176,19 +181,21 @@ def test_run_without_keys_exits_with_a_hint(tmp_path):
     assert result.stdout == ""
 
 
-def test_run_with_an_empty_key_directory_exits_with_one_hint(tmp_path):
+@SERVERS
+def test_run_with_an_empty_key_directory_exits_with_one_hint(tmp_path, command):
     empty = tmp_path / "keys"
     empty.mkdir()
-    result = _run(_env(tmp_path, empty))
+    result = _run(_env(tmp_path, empty), command)
     assert result.returncode == 1, result
     assert str(empty) in result.stderr and "no active signing key" in result.stderr
     assert result.stderr.count("idp keys generate") == 1
 
 
-def test_run_with_a_bad_config_names_it_without_the_keys_hint(tmp_path):
+@SERVERS
+def test_run_with_a_bad_config_names_it_without_the_keys_hint(tmp_path, command):
     bad = tmp_path / "idp.toml"
     bad.write_text("[server]\nworkerz = 2\n")
-    result = _run(_env(tmp_path, tmp_path / "keys", IDP_CONFIG=str(bad)))
+    result = _run(_env(tmp_path, tmp_path / "keys", IDP_CONFIG=str(bad)), command)
     assert result.returncode == 1, result
     assert "workerz" in result.stderr and "workers" in result.stderr
     assert "keys generate" not in result.stderr  # the keys are not the problem
@@ -412,3 +419,55 @@ def test_an_unsupported_database_url_is_one_line(tmp_path, keys_dir):
     with pytest.raises(ConfigError) as exc:
         create_app(bad, store=MemoryStore(), warn=False)
     assert "'mysql' is not supported" in _one_line(exc)
+
+
+# -- idp serve: granian -----------------------------------------------------------------
+
+
+def test_serve_refuses_two_workers_on_the_memory_store(tmp_path):
+    env = _serving_env(tmp_path)
+    result = _run({**env, "WEB_CONCURRENCY": "2"}, "serve")
+    assert result.returncode == 1, result
+    assert "[store] backend 'memory'" in result.stderr and "WEB_CONCURRENCY" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name, value", [("IDP_BIND", "nowhere"), ("IDP_THREADS", "many"),
+                                         ("WEB_CONCURRENCY", "0")])  # fmt: skip
+def test_serve_names_a_bad_server_variable_in_one_line(tmp_path, name, value):
+    env = _serving_env(tmp_path)
+    result = _run({**env, name: value}, "serve")
+    assert result.returncode == 1, result
+    assert result.stderr.startswith(f"error: {name} ") and "Traceback" not in result.stderr
+
+
+@pytest.mark.redis
+def test_serve_warns_once_serves_from_every_worker_and_stops_cleanly(tmp_path):
+    from idp.app import startup_warnings
+    from idp.config import load_settings
+    from tests.conftest import REDIS_URL
+
+    env = _serving_env(tmp_path)
+    port = _free_port()
+    env.update(IDP_STORE_BACKEND="redis", IDP_STORE_REDIS_URL=REDIS_URL,
+               IDP_STORE_PREFIX=f"serve:{secrets.token_hex(4)}:", WEB_CONCURRENCY="3",
+               IDP_BIND=f"127.0.0.1:{port}")  # fmt: skip
+    proc = subprocess.Popen(  # noqa: S603
+        [str(IDP), "serve"], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert _wait_http(f"http://127.0.0.1:{port}/healthz", proc).status_code == 200
+        for _ in range(20):
+            assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok
+    finally:
+        proc.terminate()  # SIGTERM: requests in flight finish, then a clean exit
+        out, err = proc.communicate(timeout=40)
+    output = out + err
+    assert proc.returncode == 0, output
+    assert output.count("Spawning worker") == 3 and "Traceback" not in output
+    settings = load_settings(environ={k: v for k, v in env.items() if k.startswith("IDP_")})
+    expected = startup_warnings(settings)
+    assert expected and any("secret_key" in w for w in expected)
+    for warning in expected:
+        assert output.count(warning) == 1, (warning, output)

@@ -1,11 +1,11 @@
-"""Run the provider the way production does: gunicorn instances sharing one
-PostgreSQL database and one Redis, optionally behind nginx (round robin, no sticky
+"""Run the provider the way production does: ``idp serve`` (granian) instances sharing
+one PostgreSQL database and one Redis, optionally behind nginx (round robin, no sticky
 sessions).
 
 :func:`cluster` creates a fresh database (``idp_test_<hex>``, dropped afterwards), a
 Redis key prefix (deleted afterwards), a signing key, a client and a user through the
-``idp`` command, then starts the instances with ``gunicorn -c gunicorn.conf.py
-wsgi:app`` from the repository, exactly as docs/OPERATIONS.md says.
+``idp`` command, then starts the instances with ``idp serve``, exactly as
+docs/OPERATIONS.md says.
 """
 
 from __future__ import annotations
@@ -125,14 +125,14 @@ def _wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30
 
 def start_instance(c: Cluster, workers: int = 2) -> Instance:
     port = free_port()
-    inst = Instance(port, c.workdir / f"gunicorn-{port}.log")
-    env = dict(c.env, IDP_BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY=str(workers))
+    inst = Instance(port, c.workdir / f"instance-{port}.log")
+    env = dict(c.env, IDP_BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY=str(workers),
+               IDP_GRACEFUL_TIMEOUT="5")  # fmt: skip
     env["PROMETHEUS_MULTIPROC_DIR"] = str(c.workdir / f"metrics-{port}")
     os.makedirs(env["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
     with inst.log_path.open("wb") as log:
         inst.process = subprocess.Popen(
-            [_bin("gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "--chdir", str(ROOT),
-             "--graceful-timeout", "5", "wsgi:app"],
+            [_bin("idp"), "serve"],
             env=env, cwd=c.workdir, stdin=subprocess.DEVNULL, stdout=log,
             stderr=subprocess.STDOUT,
         )  # fmt: skip

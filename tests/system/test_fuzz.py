@@ -1,4 +1,4 @@
-"""Schemathesis against a live instance (gunicorn on PostgreSQL + Redis), driven by the
+"""Schemathesis against a live instance (``idp serve`` on PostgreSQL + Redis), driven by the
 OpenAPI description in docs/openapi.yaml: no 5xx except a documented 503, and every
 status code, content type, header and body matches the description.
 

@@ -1,4 +1,4 @@
-"""Two provider instances (gunicorn, 2 workers each) on one PostgreSQL and one Redis,
+"""Two provider instances (``idp serve``, 2 workers each) on one PostgreSQL and one Redis,
 behind nginx with plain round robin and no sticky sessions.
 
 Several users sign in at once (authorize -> password -> TOTP set-up -> code -> tokens,

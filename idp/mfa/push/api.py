@@ -13,7 +13,10 @@ another user's); 409 a challenge already answered, or removing the last method;
 A long-poll (``GET /push/v1/challenges`` with ``wait``) holds a worker thread for up to
 ``[push] long_poll`` seconds, so one device may hold at most ``[push]
 max_polls_per_device`` of them at once; one more is answered at once with 429
-``slow_down``. The count lives in the store, shared by every worker and instance.
+``slow_down``. The count lives in the store, shared by every worker and instance. And
+one serving process holds at most half as many long-polls as it has threads; one more
+is answered at once with 503 and ``Retry-After`` (the app waits and polls again), so a
+crowd of waiting devices never takes the threads sign-ins need.
 
 The out-of-band status (``GET /push/v1/status/<handle>``) needs no signature: the
 handle, a 256-bit value given to whoever started the sign-in, is the credential.
@@ -22,7 +25,9 @@ handle, a 256-bit value given to whoever started the sign-in, is the credential.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,6 +60,44 @@ SLOT_GRACE = 5
 # A device refused for too many long-polls is audited at most once per this many
 # seconds: a misbehaving app retrying in a loop must not flood the audit trail.
 REFUSAL_AUDIT_WINDOW = 300
+# A long-poll refused because this process holds its share of them: the app tries again
+# after this many seconds.
+BUSY_RETRY = 5
+
+
+class _ProcessPolls:
+    """The long-polls this process holds at once: at most half of its threads
+    (``IDP_THREADS``, read by ``idp serve`` and gunicorn.conf.py; default 4), so however
+    many devices wait, the other half keeps serving sign-ins."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._semaphore: threading.BoundedSemaphore | None = None
+
+    @staticmethod
+    def budget() -> int:
+        raw = (os.environ.get("IDP_THREADS") or "").strip()
+        threads = int(raw) if raw.isascii() and raw.isdigit() and int(raw) > 0 else 4
+        return max(1, threads // 2)
+
+    @contextmanager
+    def slot(self) -> Iterator[bool]:
+        """Yields True while holding one of this process's long-poll slots, False when
+        all are taken (the poll is answered at once)."""
+        with self._lock:
+            if self._semaphore is None:
+                self._semaphore = threading.BoundedSemaphore(self.budget())
+        semaphore = self._semaphore
+        if not semaphore.acquire(blocking=False):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            semaphore.release()
+
+
+PROCESS_POLLS = _ProcessPolls()
 
 
 def _clock() -> float:
@@ -259,12 +302,18 @@ def challenges() -> Response:
         db.session.remove()
         found = svc.pending_for(device)
     else:
-        with _poll_slot(svc, device, wait) as admitted:
-            if not admitted:
-                return _too_many_polls(svc, device)
-            # Release the database connection while the request waits on the store.
-            db.session.remove()
-            found = svc.wait_pending(device, wait)
+        with PROCESS_POLLS.slot() as held:
+            if not held:
+                log.info("push long-poll answered busy: this process holds its share")
+                return _error(503, "temporarily_unavailable",
+                              f"The server is busy. Try again in {BUSY_RETRY} seconds.",
+                              **{"Retry-After": str(BUSY_RETRY)})  # fmt: skip
+            with _poll_slot(svc, device, wait) as admitted:
+                if not admitted:
+                    return _too_many_polls(svc, device)
+                # Release the database connection while the request waits on the store.
+                db.session.remove()
+                found = svc.wait_pending(device, wait)
     now = int(time.time())
     return _ok({"challenges": [c.for_app(now) for c in found]})
 
