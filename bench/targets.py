@@ -456,9 +456,9 @@ class Peer(Target):
 
     authorize_path = "/auth"
 
-    def __init__(self, *, workers: int, users: int):
+    def __init__(self, *, workers: int, users: int, algorithm: str = "RS256"):
         super().__init__(name="oidc-provider", users=users)
-        self.workers = workers
+        self.workers, self.algorithm = workers, algorithm
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.redis_prefix = f"idp_bench:peer{uuid.uuid4().hex[:8]}:"
@@ -490,12 +490,15 @@ class Peer(Target):
         return data["version"]
 
     def start(self) -> None:
-        from cryptography.hazmat.primitives.asymmetric import rsa
-        from joserfc.jwk import RSAKey
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+        from joserfc.jwk import ECKey, RSAKey
 
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        jwk = RSAKey.import_key(key).as_dict(private=True)
-        jwk.update({"alg": "RS256", "use": "sig", "kid": uuid.uuid4().hex[:16]})
+        if self.algorithm == "ES256":  # the same algorithm as ours in every row
+            jwk = ECKey.import_key(ec.generate_private_key(ec.SECP256R1())).as_dict(private=True)
+        else:
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            jwk = RSAKey.import_key(key).as_dict(private=True)
+        jwk.update({"alg": self.algorithm, "use": "sig", "kid": uuid.uuid4().hex[:16]})
         env = {
             **os.environ,
             "NODE_ENV": "production",
@@ -510,6 +513,7 @@ class Peer(Target):
             "PEER_PASSWORD": PASSWORD,
             "PEER_TOTP_SECRET": self.totp_secret,
             "PEER_JWK": json.dumps(jwk),
+            "PEER_ALG": self.algorithm,
             "PEER_COOKIE_KEY": secrets.token_urlsafe(32),
         }
         self.log = self.scratch / "peer.log"

@@ -8,13 +8,15 @@
 //   PEER_REDIS_URL, PEER_PREFIX   Redis adapter (every model lives in Redis, like ours)
 //   PEER_CLIENT_ID, PEER_CLIENT_SECRET, PEER_REDIRECT_URI
 //   PEER_USERS, PEER_PASSWORD, PEER_TOTP_SECRET (base32)
+//   PEER_JWK, PEER_ALG            the signing key and its algorithm (RS256 or ES256)
 //
 // Equivalences with our provider (see docs/PERFORMANCE.md for the differences):
-// RS256 signing key; JWT access tokens (RFC 9068, via a resource indicator); refresh
-// tokens rotated on every use (reuse revokes the grant); client_credentials; the
-// authorization code flow with PKCE S256; sign-in interaction = password (argon2id,
-// m=19456 KiB, t=2, p=1) then a TOTP code (RFC 6238, SHA-1, 6 digits, 30 s, one use per
-// step); acr urn:idp:acr:mfa, amr pwd+otp; first-party client (no consent page).
+// RS256 (or ES256: PEER_ALG) signing key; JWT access tokens (RFC 9068, via a resource
+// indicator); refresh tokens rotated on every use (reuse revokes the grant);
+// client_credentials; the authorization code flow with PKCE S256; sign-in interaction =
+// password (argon2id, m=19456 KiB, t=2, p=1) then a TOTP code (RFC 6238, SHA-1, 6 digits,
+// 30 s, one use per step); acr urn:idp:acr:mfa, amr pwd+otp; first-party client (no
+// consent page).
 //
 // `node server.mjs --hash-cost N` prints the CPU milliseconds of one argon2id verify
 // (averaged over N) and exits.
@@ -29,6 +31,8 @@ import Provider from 'oidc-provider';
 
 const env = process.env;
 const PORT = Number(env.PEER_PORT || 3000);
+// The signing algorithm of ID and access tokens (PEER_JWK's key): RS256 or ES256.
+const ALG = env.PEER_ALG || 'RS256';
 const ISSUER = `http://127.0.0.1:${PORT}`;
 const PREFIX = env.PEER_PREFIX || 'peer:';
 const RESOURCE = 'urn:idp-bench:api';
@@ -208,6 +212,7 @@ async function start() {
         grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
         response_types: ['code'],
         token_endpoint_auth_method: 'client_secret_basic',
+        id_token_signed_response_alg: ALG,
         scope: 'openid email profile offline_access api',
       },
     ],
@@ -231,7 +236,7 @@ async function start() {
           audience: RESOURCE,
           accessTokenTTL: 300,
           accessTokenFormat: 'jwt',
-          jwt: { sign: { alg: 'RS256' } },
+          jwt: { sign: { alg: ALG } },
         }),
       },
     },

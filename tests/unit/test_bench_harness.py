@@ -110,3 +110,24 @@ def test_the_in_process_benchmark_completes_every_journey(tmp_path):
     for row in ("client_credentials grant", "full sign-in", "refresh_token grant",
                 "POST /mfa/challenge", "POST /token"):  # fmt: skip
         assert row in done.stdout, done.stdout
+
+
+def test_each_targeted_row_says_its_target_and_whether_it_is_met():
+    assert run.verdict(("floor", "per_core"), 0.61) == ">= 0.6x: met"
+    assert run.verdict(("floor", "per_core"), 0.24) == ">= 0.6x: NOT met"
+    assert run.verdict(("signin", "beyond_hash_ms"), 1.4) == "<= 1.5x: met"
+    assert run.verdict(("signin", "beyond_hash_ms"), 5.45) == "<= 1.5x: NOT met"
+    assert run.verdict(("signin", "p99_ms"), None) == "<= 1.2x: not measured"
+    assert run.verdict(("hash_ms",), 1.0) == ""  # no target for the hash
+
+    def result(floor: float) -> dict:
+        figures = dict.fromkeys(("per_core", "per_core_with_store", "wall_rate", "cpu_ms",
+                                 "store_cpu_ms", "p50_ms", "p99_ms", "beyond_hash_ms"), [1.0])  # fmt: skip
+        return {"floor": {"per_core": [floor]}, "cc": figures, "refresh": figures,
+                "signin": figures, "hash_ms": 20.0, "redis_session_bytes": 800.0,
+                "redis_signin_bytes": 1000.0}  # fmt: skip
+
+    text = run.table(result(100.0), result(400.0), run.QUICK)
+    floor = next(line for line in text.splitlines() if line.startswith("GET discovery"))
+    assert "0.25" in floor and ">= 0.6x: NOT met" in floor
+    assert text.splitlines()[0].rstrip().endswith("target")

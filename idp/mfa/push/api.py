@@ -302,15 +302,16 @@ def challenges() -> Response:
         db.session.remove()
         found = svc.pending_for(device)
     else:
-        with PROCESS_POLLS.slot() as held:
-            if not held:
-                log.info("push long-poll answered busy: this process holds its share")
-                return _error(503, "temporarily_unavailable",
-                              f"The server is busy. Try again in {BUSY_RETRY} seconds.",
-                              **{"Retry-After": str(BUSY_RETRY)})  # fmt: skip
-            with _poll_slot(svc, device, wait) as admitted:
-                if not admitted:
-                    return _too_many_polls(svc, device)
+        # The device's own limit first (429, audited), then this process's share (503).
+        with _poll_slot(svc, device, wait) as admitted:
+            if not admitted:
+                return _too_many_polls(svc, device)
+            with PROCESS_POLLS.slot() as held:
+                if not held:
+                    log.info("push long-poll answered busy: this process holds its share")
+                    return _error(503, "temporarily_unavailable",
+                                  f"The server is busy. Try again in {BUSY_RETRY} seconds.",
+                                  **{"Retry-After": str(BUSY_RETRY)})  # fmt: skip
                 # Release the database connection while the request waits on the store.
                 db.session.remove()
                 found = svc.wait_pending(device, wait)
