@@ -35,6 +35,7 @@ import tempfile
 from typing import Any
 
 from .config import ConfigError, Settings, load_settings
+from .security.text import is_ascii_digits
 
 #: What each worker imports and serves.
 TARGET = "idp.granian_app:app"
@@ -49,7 +50,7 @@ def _number(name: str, default: int, environ: dict[str, str] | os._Environ[str])
     raw = (environ.get(name) or "").strip()
     if not raw:
         return default
-    if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+    if not is_ascii_digits(raw) or int(raw) < 1:
         raise ServeError(f"{name} must be a whole number of at least 1 (got {raw!r})")
     return int(raw)
 
@@ -60,7 +61,7 @@ def plan(settings: Settings, environ: dict[str, str] | os._Environ[str]) -> dict
     host, port = settings.server.host, settings.server.port
     if bind:
         host, sep, port_text = bind.rpartition(":")
-        if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        if not sep or not host or not is_ascii_digits(port_text) or not 0 < int(port_text) < 65536:
             raise ServeError(f"IDP_BIND must be host:port such as 127.0.0.1:8000 (got {bind!r})")
         host, port = host.strip("[]"), int(port_text)
     workers = _number("WEB_CONCURRENCY", settings.server.workers, environ)

@@ -43,7 +43,7 @@ from ...extensions import db
 from ...i18n import account_locale
 from ...models import Factor, User
 from ...security.ratelimit import RateLimited
-from ...security.text import ascii_int
+from ...security.text import ascii_int, is_ascii_digits
 from ...services import services
 from ...store import StoreUnavailable
 from ..base import EnrollmentError, InvalidResponse, MFAError, SecondFactorLocked
@@ -77,7 +77,7 @@ class _ProcessPolls:
     @staticmethod
     def budget() -> int:
         raw = (os.environ.get("IDP_THREADS") or "").strip()
-        threads = int(raw) if raw.isascii() and raw.isdigit() and int(raw) > 0 else 4
+        threads = int(raw) if is_ascii_digits(raw) and int(raw) > 0 else 4
         return max(1, threads // 2)
 
     @contextmanager
